@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install everything relgen needs on a Debian machine and extract the upstream tree.
+# Idempotent: a second run checks stamps and does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARBALL=/usr/src/linux-source-6.1.tar.xz
+CACHE=.cache
+TREE="$CACHE/linux-source-6.1"
+VENV=.venv
+PY=${PYTHON:-python3}
+
+need_apt=()
+command -v ia64-linux-gnu-as >/dev/null 2>&1 || need_apt+=(binutils-ia64-linux-gnu)
+[ -f "$TARBALL" ] || need_apt+=(linux-source-6.1)
+command -v cpp >/dev/null 2>&1 || need_apt+=(cpp)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v perl >/dev/null 2>&1 || need_apt+=(perl)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+"$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Python: a project venv, so nothing depends on the system's site-packages.
+stamp="$VENV/.relgen-installed"
+want="$(sha256sum pyproject.toml setup.py | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: pip install -e .[test]"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+
+# Upstream: only what relgen reads (arch/ia64, include, scripts), into the ignored cache.
+tstamp="$TREE/.relgen-extracted"
+tsum="$(stat -c '%s %Y' "$TARBALL")"
+if [ "$(cat "$tstamp" 2>/dev/null)" != "$tsum" ]; then
+    echo "setup: extracting arch/ia64, include, scripts from $TARBALL into $TREE"
+    rm -rf "$TREE.tmp" "$TREE"
+    mkdir -p "$TREE.tmp"
+    tar -xJf "$TARBALL" -C "$TREE.tmp" --strip-components=1 \
+        linux-source-6.1/arch/ia64 linux-source-6.1/include linux-source-6.1/scripts \
+        linux-source-6.1/MAINTAINERS
+    echo "$tsum" > "$TREE.tmp/.relgen-extracted"
+    mv "$TREE.tmp" "$TREE"
+fi
+echo "setup: ready (venv $VENV, upstream tree $TREE)"

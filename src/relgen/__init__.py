@@ -1,0 +1,3 @@
+"""relgen: regenerate the ia64 kexec control page with all code first and the stacks as arguments."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,47 @@
+"""Shared fixtures: the upstream tree and the ia64 toolchain.
+
+Tests that need them skip on a developer machine without them, and fail under CI=true:
+CI installs both through `make setup`, so their absence there is a defect, not a reason to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+UPSTREAM = Path(os.environ.get("RELGEN_KERNEL_TREE", ROOT / ".cache" / "linux-source-6.1"))
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is missing under CI=true; `make setup` should have installed it")
+    pytest.skip(f"{what} is missing (run `make setup`)")
+
+
+@pytest.fixture(scope="session")
+def upstream_tree() -> Path:
+    """The extracted Linux 6.1 tree (arch/ia64, include, scripts)."""
+    if not (UPSTREAM / "arch" / "ia64" / "kernel" / "relocate_kernel.S").is_file():
+        _missing(f"the upstream tree at {UPSTREAM}")
+    return UPSTREAM
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> None:
+    """The ia64 assembler and friends from binutils-ia64-linux-gnu."""
+    for tool in ("ia64-linux-gnu-as", "ia64-linux-gnu-objdump", "ia64-linux-gnu-nm"):
+        if shutil.which(tool) is None:
+            _missing(tool)
+
+
+def upstream_corpus(tree: Path) -> list[Path]:
+    """The 33 ia64 assembly files of Linux 6.1 (the .lds.S linker scripts are not assembly)."""
+    return sorted(
+        p for p in (tree / "arch" / "ia64").rglob("*.S") if not p.name.endswith(".lds.S")
+    )
