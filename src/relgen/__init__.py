@@ -1,3 +1,3 @@
-"""relgen: regenerate the ia64 kexec control page with all code first and the stacks as arguments."""
+"""relgen: regenerate the ia64 kexec control page, all code first and the stacks as arguments."""
 
 __version__ = "0.1.0"

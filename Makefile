@@ -1,0 +1,28 @@
+# relgen: the two commands of the README are `make demo` and `make test`.
+PY := .venv/bin/python
+RELGEN := .venv/bin/relgen
+TREE := .cache/linux-source-6.1
+
+.PHONY: setup demo test lint fuzz bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m ruff check src tests bench setup.py
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check src tests bench setup.py
+
+fuzz: setup
+	RELGEN_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf out build dist src/*.egg-info

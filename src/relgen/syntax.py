@@ -1,0 +1,616 @@
+"""The lossless syntax tree of an ia64 `.S` file: nodes, `parse()` and `unparse()`.
+
+This is the only module that knows lark. The tree is a `Module` of physical `Line`s; a line
+holds `Item`s (labels, instructions, directives, comments, ...) and its ending. Every item
+keeps `raw`, its exact bytes including the white space before it, so
+`unparse(parse(text)) == text` always holds, and an edit that replaces one item leaves every
+other byte as it was.
+
+Comment ownership (what a comment moves with when code is moved):
+- a comment on a line that also holds a statement *trails* that line and belongs to it;
+- a line that holds only comments (and white space) *leads* the next line that holds a
+  statement, label or preprocessor line: it belongs to that line (`owner_of_comment_line`).
+  A blank line belongs to nothing and stays where it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+from lark import (
+    Lark,
+    Token,
+    Transformer,
+    Tree,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    v_args,
+)
+from lark.exceptions import UnexpectedEOF
+
+from . import expr as ex
+from .errors import RelgenError
+from .resources import data_dir
+
+_BLANK = " \t\f\v"
+_LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
+
+# Pseudo-ops that lay down data rather than instructions.
+DATA_MNEMONICS = frozenset(
+    {"data1", "data2", "data4", "data8", "data16", "real4", "real8", "real10", "real16",
+     "string", "stringz"}
+)
+DATA_DIRECTIVES = frozenset(
+    {".fill", ".skip", ".space", ".zero", ".byte", ".word", ".long", ".quad", ".ascii",
+     ".asciz", ".string", ".xdata1", ".xdata2", ".xdata4", ".xdata8", ".xreal4", ".xreal8"}
+)
+# Directives that reserve an area of bytes rather than lay down values.
+AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
+
+
+def strip_space(raw: str) -> str:
+    """`raw` without the white space (and `\\` continuations) in front of it."""
+    return raw[_LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing on a line. `line`/`column` (1-based) are where its text starts."""
+
+    raw: str
+    line: int
+    column: int
+    kind: ClassVar[str] = "item"
+
+    @property
+    def text(self) -> str:
+        return strip_space(self.raw)
+
+    @property
+    def statement_kind(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Label(Item):
+    name: str = ""
+    kind: ClassVar[str] = "label"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.name.isdigit()
+
+
+@dataclass(frozen=True)
+class Tag(Item):
+    """`[1:]`: an ia64 instruction tag."""
+
+    name: str = ""
+    kind: ClassVar[str] = "tag"
+
+
+@dataclass(frozen=True)
+class Stop(Item):
+    """`;;`: the end of an instruction group."""
+
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True)
+class Separator(Item):
+    """`;`: separates two statements on one line without ending the group."""
+
+    kind: ClassVar[str] = "separator"
+
+
+@dataclass(frozen=True)
+class BundleOpen(Item):
+    kind: ClassVar[str] = "bundle_open"
+
+
+@dataclass(frozen=True)
+class BundleClose(Item):
+    kind: ClassVar[str] = "bundle_close"
+
+
+@dataclass(frozen=True)
+class Comment(Item):
+    kind: ClassVar[str] = "comment"
+
+    @property
+    def is_block(self) -> bool:
+        return self.text.startswith("/*")
+
+
+@dataclass(frozen=True)
+class Preprocessor(Item):
+    """A C preprocessor line, continuations included. `directive` is `define`, `include`..."""
+
+    directive: str = ""
+    kind: ClassVar[str] = "preprocessor"
+
+
+@dataclass(frozen=True)
+class Instruction(Item):
+    """`(p6) mnemonic dst,...=src,...`. Data pseudo-ops such as `data8` are of kind "data".
+
+    `operands` are in source order; the first `destinations` of them stand before the `=`.
+    `separators` holds the raw `,`/`=` tokens between operands, so the text prints back.
+    """
+
+    predicate: str | None = None
+    mnemonic: str = ""
+    operands: tuple[ex.Expr, ...] = ()
+    separators: tuple[str, ...] = ()
+    destinations: int = 0
+    # the raw text of the predicate and mnemonic tokens, kept to print the line back
+    head: str = ""
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "data" if self.mnemonic in DATA_MNEMONICS else "instruction"
+
+    @property
+    def sources(self) -> tuple[ex.Expr, ...]:
+        return self.operands[self.destinations:]
+
+    def with_operands(self, operands: Sequence[ex.Expr], head: str | None = None) -> Instruction:
+        """A copy with new operands (and head), its raw text rebuilt from the parts."""
+        head_text = self.head if head is None else head
+        raw = head_text + "".join(
+            op.text if i == 0 else self.separators[i - 1] + op.text
+            for i, op in enumerate(operands)
+        )
+        return replace(self, raw=raw, operands=tuple(operands), head=head_text)
+
+
+@dataclass(frozen=True)
+class Directive(Item):
+    """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data"."""
+
+    name: str = ""
+    operands: tuple[ex.Expr, ...] = ()
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "data" if self.name in DATA_DIRECTIVES else "directive"
+
+    @property
+    def reserves_area(self) -> bool:
+        return self.name in AREA_DIRECTIVES
+
+
+@dataclass(frozen=True)
+class MacroCall(Item):
+    """`GLOBAL_ENTRY(x)`, `END(x)`, `GET_THIS_PADDR(r2, sym)`: a kernel macro as a statement.
+
+    Arguments are kept as text split at top-level commas, since they may hold whole
+    instructions (`EX(.fail, st8 [r31]=r9)`).
+    """
+
+    name: str = ""
+    args: tuple[str, ...] = ()
+    kind: ClassVar[str] = "macro_call"
+
+
+STATEMENT_TYPES = (Instruction, Directive, MacroCall)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A physical line: its items and its ending (white space and newline, or "" at EOF).
+
+    A line may span several physical lines when it holds a multi-line `/* */` comment or a
+    preprocessor line with continuations; `number` is where it starts.
+    """
+
+    items: tuple[Item, ...]
+    ending: str
+    number: int
+
+    @property
+    def raw(self) -> str:
+        return "".join(item.raw for item in self.items) + self.ending
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.items
+
+    @property
+    def is_comment_only(self) -> bool:
+        return bool(self.items) and all(isinstance(i, Comment) for i in self.items)
+
+    def statements(self) -> Iterator[Item]:
+        return (i for i in self.items if isinstance(i, STATEMENT_TYPES))
+
+    def labels(self) -> Iterator[Label]:
+        return (i for i in self.items if isinstance(i, Label))
+
+
+@dataclass(frozen=True)
+class Module:
+    """A whole file: its lines in order. `path` is used in messages only."""
+
+    lines: tuple[Line, ...]
+    path: str = field(default="<input>", compare=False)
+
+    def items(self) -> Iterator[tuple[int, Item]]:
+        """(index of the line, item) for every item in the file."""
+        for index, line in enumerate(self.lines):
+            for item in line.items:
+                yield index, item
+
+    def kind_counts(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for line in self.lines:
+            if line.is_blank:
+                counts["blank"] += 1
+            for item in line.items:
+                counts[item.kind] += 1
+        return counts
+
+    def with_lines(self, lines: Sequence[Line]) -> Module:
+        return replace(self, lines=tuple(lines))
+
+
+def owner_of_comment_line(module: Module, index: int) -> int | None:
+    """The index of the line that the comment-only line `index` leads, or None.
+
+    A run of comment-only lines leads the first following line that holds anything but
+    comments; a blank line in between breaks the run (the comment then belongs to nothing).
+    """
+    for later in range(index + 1, len(module.lines)):
+        line = module.lines[later]
+        if line.is_blank:
+            return None
+        if not line.is_comment_only:
+            return later
+    return None
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+@cache
+def _parser() -> Lark:
+    return Lark.open(
+        str(data_dir("grammars") / "ia64.lark"),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def _position(token: Token) -> tuple[int, int]:
+    """Line and column of the first non-space character of a token."""
+    prefix = _LEADING_SPACE.match(token).group(0)  # type: ignore[union-attr]
+    line = (token.line or 1) + prefix.count("\n")
+    if "\n" in prefix:
+        column = len(prefix) - prefix.rfind("\n")
+    else:
+        column = (token.column or 1) + len(prefix)
+    return line, column
+
+
+def _raw(children: Sequence[object]) -> str:
+    parts: list[str] = []
+    for child in children:
+        if isinstance(child, Token):
+            parts.append(str(child))
+        elif isinstance(child, ex.Expr):
+            parts.append(child.text)
+        elif isinstance(child, Item):
+            parts.append(child.raw)
+    return "".join(parts)
+
+
+def _first_token(children: Sequence[object]) -> Token:
+    for child in children:
+        if isinstance(child, Token):
+            return child
+        if isinstance(child, Tree):
+            return next(child.scan_values(lambda v: isinstance(v, Token)))
+    raise AssertionError("node without tokens")
+
+
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+
+
+def split_macro_args(text: str) -> tuple[str, ...]:
+    """`(a, (b, c), d)` -> ('a', '(b, c)', 'd'), each stripped."""
+    inner = text[1:-1]
+    args: list[str] = []
+    depth = 0
+    start = 0
+    for i, char in enumerate(inner):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            args.append(inner[start:i].strip())
+            start = i + 1
+    if inner.strip() or args:
+        args.append(inner[start:].strip())
+    return tuple(args)
+
+
+class _ToNodes(Transformer):
+    """lark tree -> relgen nodes. Tokens stay raw; positions come from first tokens."""
+
+    # --- expressions
+    def symbol(self, children: list[Token]) -> ex.Symbol:
+        token = children[0]
+        return ex.Symbol(str(token), strip_space(token))
+
+    def number(self, children: list[Token]) -> ex.Number:
+        token = children[0]
+        return ex.Number(str(token), int(strip_space(token), 0))
+
+    def local_ref(self, children: list[Token]) -> ex.LocalRef:
+        token = children[0]
+        text = strip_space(token)
+        return ex.LocalRef(str(token), int(text[:-1]), text.endswith("f"))
+
+    def here(self, children: list[Token]) -> ex.Here:
+        return ex.Here(str(children[0]))
+
+    def string(self, children: list[Token]) -> ex.StringLiteral:
+        token = children[0]
+        return ex.StringLiteral(str(token), strip_space(token)[1:-1])
+
+    def at_name(self, children: list[Token]) -> ex.AtName:
+        token = children[0]
+        return ex.AtName(str(token), strip_space(token))
+
+    def paren(self, children: list) -> ex.Paren:
+        return ex.Paren(_raw(children), children[1])
+
+    def memory(self, children: list) -> ex.Memory:
+        return ex.Memory(_raw(children), children[1])
+
+    def index(self, children: list) -> ex.Index:
+        return ex.Index(_raw(children), children[0], children[2])
+
+    def call(self, children: list) -> ex.Call:
+        args = tuple(c for c in children[2:-1] if isinstance(c, ex.Expr))
+        return ex.Call(_raw(children), strip_space(children[0]), args)
+
+    def reloc(self, children: list) -> ex.Reloc:
+        return ex.Reloc(_raw(children), strip_space(children[0]), children[2])
+
+    def unary(self, children: list) -> ex.Unary:
+        return ex.Unary(_raw(children), strip_space(children[0]), children[1])
+
+    def binary_chain(self, children: list) -> ex.Expr:
+        node: ex.Expr = children[0]
+        for i in range(1, len(children), 2):
+            operator, right = children[i], children[i + 1]
+            node = ex.Binary(node.text + str(operator) + right.text, strip_space(operator),
+                             node, right)
+        return node
+
+    # --- items
+    @v_args(tree=True)
+    def label(self, tree: Tree) -> Label:
+        name_token = tree.children[0]
+        line, column = _position(name_token)
+        return Label(_raw(tree.children), line, column, name=strip_space(name_token))
+
+    def _simple(self, cls: type[Item], children: list[Token], **fields: str) -> Item:
+        token = children[0]
+        line, column = _position(token)
+        return cls(str(token), line, column, **fields)
+
+    def tag(self, children: list[Token]) -> Item:
+        name = strip_space(children[0]).strip("[]: \t")
+        return self._simple(Tag, children, name=name)
+
+    def stop(self, children: list[Token]) -> Item:
+        return self._simple(Stop, children)
+
+    def separator(self, children: list[Token]) -> Item:
+        return self._simple(Separator, children)
+
+    def bundle_open(self, children: list[Token]) -> Item:
+        return self._simple(BundleOpen, children)
+
+    def bundle_close(self, children: list[Token]) -> Item:
+        return self._simple(BundleClose, children)
+
+    def comment(self, children: list[Token]) -> Item:
+        return self._simple(Comment, children)
+
+    def preprocessor(self, children: list[Token]) -> Item:
+        body = strip_space(children[0])[1:].lstrip(" \t")
+        directive = re.match(r"[A-Za-z_]*", body).group(0)  # type: ignore[union-attr]
+        return self._simple(Preprocessor, children, directive=directive)
+
+    def instruction(self, children: list) -> Instruction:
+        first = children[0]
+        line, column = _position(first)
+        predicate = None
+        position = 0
+        if first.type == "PREDICATE":
+            predicate = strip_space(first)
+            position = 1
+        mnemonic_token = children[position]
+        head = _raw(children[: position + 1])
+        operands, separators = _split_operands(children[position + 1:])
+        destinations = separators.index("=") + 1 if "=" in separators else 0
+        return Instruction(
+            _raw(children), line, column, predicate=predicate,
+            mnemonic=strip_space(mnemonic_token), operands=operands,
+            separators=tuple(str(s) for s in children[position + 1:] if isinstance(s, Token)),
+            destinations=destinations, head=head,
+        )
+
+    def directive(self, children: list) -> Directive:
+        line, column = _position(children[0])
+        operands, _ = _split_operands(children[1:])
+        return Directive(_raw(children), line, column, name=strip_space(children[0]),
+                         operands=operands)
+
+    def macro_call(self, children: list[Token]) -> MacroCall:
+        line, column = _position(children[0])
+        return MacroCall(_raw(children), line, column, name=strip_space(children[0]),
+                         args=split_macro_args(str(children[1])))
+
+    # --- lines
+    @v_args(tree=True)
+    def line(self, tree: Tree) -> Line:
+        *items, ending = tree.children
+        line_number = tree.meta.line if not tree.meta.empty else ending.line
+        return Line(tuple(items), str(ending), line_number)
+
+    @v_args(tree=True)
+    def last_line(self, tree: Tree) -> Line:
+        children = list(tree.children)
+        ending = ""
+        if children and isinstance(children[-1], Token) and children[-1].type == "EOF_SPACE":
+            ending = str(children.pop())
+        line_number = tree.meta.line if not tree.meta.empty else 1
+        return Line(tuple(children), ending, line_number)
+
+    def start(self, children: list[Line]) -> tuple[Line, ...]:
+        return tuple(children)
+
+
+def _split_operands(children: Sequence[object]) -> tuple[tuple[ex.Expr, ...], list[str]]:
+    operands = tuple(c for c in children if isinstance(c, ex.Expr))
+    separators = [strip_space(c) for c in children if isinstance(c, Token)]
+    return operands, separators
+
+
+# Human words for the grammar's terminals, used in error messages.
+_TERMINAL_WORDS = {
+    "NAME": "a name", "DOTNAME": "a dotted name", "NUMBER": "a number",
+    "LOCALREF": "a local label reference", "NEWLINE": "the end of the line",
+    "COMMA": "','", "EQ": "'='", "COLON": "':'", "LPAREN": "'('", "RPAREN": "')'",
+    "LBRACKET": "'['", "RBRACKET": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "STOP": "';;'", "SEMI": "';'", "COMMENT": "a comment", "STRING": "a string",
+    "PREDICATE": "a predicate", "CALL_NAME": "a macro call", "MACRO_ARGS": "macro arguments",
+    "PP": "a preprocessor line", "$END": "the end of the file", "TAG": "a tag",
+    "EOF_SPACE": "white space at the end of the file", "DOT": "'.'",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    return _TERMINAL_WORDS.get(name, f"'{name.lower()}'")
+
+
+def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenError:
+    line = error.line if isinstance(error.line, int) and error.line > 0 else 1
+    column = error.column if isinstance(error.column, int) and error.column > 0 else 1
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        token = error.token
+        line, column = _position(token)
+        what = strip_space(token).split("\n")[0][:40] or token.type
+        message = f"unexpected {what!r} here"
+        if token.type == "NAME":
+            message += " (two statements on one line need a ';' or ';;' between them)"
+    elif isinstance(error, UnexpectedCharacters):
+        message = f"unexpected character {text[error.pos_in_stream]!r}"
+    elif isinstance(error, UnexpectedEOF | UnexpectedToken):
+        lines = text.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        message = "unexpected end of file"
+    else:  # pragma: no cover - lark has no other kinds
+        message = str(error).splitlines()[0]
+    expected = sorted(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    words = [_describe_terminal(e) for e in expected if not e.startswith("__")][:6]
+    if words:
+        message += "; expected " + ", ".join(words)
+    return RelgenError(message, path, line, column, _source_line(text, line))
+
+
+def _source_line(text: str, line: int) -> str | None:
+    lines = text.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def decode_source(data: bytes, path: str) -> str:
+    """Bytes -> text, strictly UTF-8; a NUL byte or bad UTF-8 is a positioned error."""
+    if b"\0" in data:
+        offset = data.index(b"\0")
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        raise RelgenError("not a text file (it holds a NUL byte)", path, line, column)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        bad = data[error.start:error.start + 1].hex()
+        source = data.split(b"\n")[line - 1].decode("utf-8", "replace").rstrip("\r")
+        raise RelgenError(f"not UTF-8: byte 0x{bad} cannot be decoded", path, line, column,
+                          source) from None
+
+
+def parse(text: str, path: str = "<input>") -> Module:
+    """Parse ia64 assembly text into a Module; RelgenError with a position on bad input."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as error:
+        raise _error_from_lark(error, text, path) from None
+    lines = _ToNodes().transform(tree)
+    return Module(lines, path)
+
+
+def read_source(path: Path) -> str:
+    """Read a file as text for parsing, with relgen's errors for what is not a text file."""
+    shown = str(path)
+    if path.is_dir():
+        raise RelgenError("is a directory, not an assembly file", shown)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RelgenError("no such file", shown) from None
+    except PermissionError:
+        raise RelgenError("cannot read the file (permission denied)", shown) from None
+    except OSError as error:
+        raise RelgenError(f"cannot read the file ({error.strerror})", shown) from None
+    return decode_source(data, shown)
+
+
+def parse_file(path: Path) -> Module:
+    return parse(read_source(path), str(path))
+
+
+def unparse(module: Module) -> str:
+    """The text of the module: the original bytes for every item not replaced."""
+    return "".join(line.raw for line in module.lines)
+
+
+def identity_pass(module: Module) -> Module:
+    """A pass that rebuilds every line and item without changing any: for round-trip tests."""
+    return module.with_lines(
+        [Line(tuple(replace(item) for item in line.items), line.ending, line.number)
+         for line in module.lines]
+    )
+
+
+def to_json(module: Module) -> dict[str, object]:
+    """Every item with its kind, text, line and column, line by line."""
+    statements: list[dict[str, object]] = []
+    for line in module.lines:
+        if line.is_blank:
+            statements.append({"kind": "blank", "text": "", "line": line.number, "column": 1})
+        for item in line.items:
+            statements.append(
+                {"kind": item.kind, "text": item.text, "line": item.line, "column": item.column}
+            )
+    return {"path": module.path, "statements": statements,
+            "counts": dict(sorted(module.kind_counts().items()))}

@@ -1,0 +1,199 @@
+"""The lossless parse: round trips, typed statements, expressions, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, upstream_corpus
+from relgen import expr as ex
+from relgen import syntax
+from relgen.cli import main
+from relgen.errors import RelgenError
+
+FIXTURE_FILES = sorted(FIXTURES.glob("*.S"))
+
+
+def kinds(text: str) -> list[str]:
+    return [item.kind for _, item in syntax.parse(text).items()]
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixture_round_trip(path: Path) -> None:
+    text = path.read_bytes().decode("utf-8")
+    module = syntax.parse(text, str(path))
+    assert syntax.unparse(module) == text
+    assert syntax.unparse(syntax.identity_pass(module)) == text
+
+
+def test_corpus_round_trip_and_every_statement_typed(upstream_tree: Path) -> None:
+    files = upstream_corpus(upstream_tree)
+    assert len(files) == 33
+    for path in files:
+        text = path.read_bytes().decode("utf-8")
+        module = syntax.parse(text, str(path))
+        assert syntax.unparse(module) == text, path
+        assert syntax.unparse(syntax.identity_pass(module)) == text, path
+        known = {"blank", "label", "tag", "stop", "separator", "bundle_open", "bundle_close",
+                 "comment", "preprocessor", "instruction", "directive", "data", "macro_call"}
+        assert set(module.kind_counts()) <= known, path
+
+
+def test_crlf_endings_survive_and_statements_are_typed() -> None:
+    text = (FIXTURES / "syntax_crlf.S").read_bytes().decode()
+    module = syntax.parse(text)
+    assert [line.ending for line in module.lines] == ["\r\n"] * 5
+    assert kinds(text) == ["comment", "macro_call", "instruction", "stop", "instruction",
+                           "macro_call"]
+
+
+def test_no_final_newline() -> None:
+    text = (FIXTURES / "syntax_no_final_newline.S").read_text()
+    module = syntax.parse(text)
+    assert module.lines[-1].ending == ""
+    data = module.lines[-1].items[0]
+    assert isinstance(data, syntax.Instruction) and data.kind == "data"
+    assert isinstance(data.operands[0], ex.Binary)
+    left, right = data.operands[0].left, data.operands[0].right
+    assert left == ex.LocalRef(" 1f", 1, True)
+    assert isinstance(right, ex.LocalRef) and not right.forward
+
+
+def test_tabs_and_stop_right_after_instruction() -> None:
+    module = syntax.parse("\tmov r8=r0;;\t// done\n")
+    items = module.lines[0].items
+    assert [i.kind for i in items] == ["instruction", "stop", "comment"]
+    assert items[0].column == 2 and items[1].column == 11
+    assert items[0].raw == "\tmov r8=r0"
+
+
+def test_multiline_block_comment_is_one_item_and_leads_the_next_line() -> None:
+    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    first = module.lines[0]
+    assert first.is_comment_only and first.items[0].text.count("\n") == 2
+    assert syntax.owner_of_comment_line(module, 0) == 1
+    assert isinstance(module.lines[1].items[0], syntax.Preprocessor)
+
+
+def test_define_with_continuations_is_one_preprocessor_line() -> None:
+    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    define = module.lines[1].items[0]
+    assert isinstance(define, syntax.Preprocessor)
+    assert define.directive == "define" and define.text.count("\\\n") == 2
+    assert module.lines[2].items[0].directive == "include"  # type: ignore[attr-defined]
+
+
+def test_bundle_predicate_completers_and_operands() -> None:
+    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    statements = [item for _, item in module.items()]
+    by_text = {item.text: item for item in statements}
+    assert by_text["{ .mii"[:1]].kind == "bundle_open"
+    template = next(i for i in statements if isinstance(i, syntax.Directive) and i.name == ".mii")
+    assert template.operands == ()
+    branch = by_text["(p6)\tbr.cond.sptk.few .anchor"]
+    assert isinstance(branch, syntax.Instruction)
+    assert branch.predicate == "(p6)" and branch.mnemonic == "br.cond.sptk.few"
+    assert branch.operands[0] == ex.Symbol(" .anchor", ".anchor")
+    add = by_text["add sp=(area_end - 16 - .anchor),r2"]
+    assert isinstance(add, syntax.Instruction) and add.destinations == 1
+    assert ex.linear_form(add.sources[0]) == ex.LinearForm({"area_end": 1, ".anchor": -1}, -16)
+    load = by_text["ld8 r18=[r2],(O(B)-O(A))"]
+    assert isinstance(load.operands[1], ex.Memory)  # type: ignore[attr-defined]
+    kr = by_text["mov r16=IA64_KR(CURRENT_STACK)"]
+    assert isinstance(kr.operands[1], ex.Call) and kr.operands[1].name == "IA64_KR"  # type: ignore
+    gprel = by_text["movl r17=@gprel(edge_entry)"]
+    assert isinstance(gprel.operands[1], ex.Reloc)  # type: ignore[attr-defined]
+    rr = by_text["mov rr[r8]=r9"]
+    assert isinstance(rr.operands[0], ex.Index)  # type: ignore[attr-defined]
+    save = by_text[".save @priunat,r17"]
+    assert isinstance(save.operands[0], ex.AtName)  # type: ignore[attr-defined]
+    pred_rel = by_text['.pred.rel "mutex", p6, p7']
+    assert pred_rel.operands[0] == ex.StringLiteral(' "mutex"', "mutex")  # type: ignore
+    paddr = by_text["GET_THIS_PADDR(r2, ia64_cpu_info)"]
+    assert isinstance(paddr, syntax.MacroCall) and paddr.args == ("r2", "ia64_cpu_info")
+    fill = by_text[".fill\t64, 1, 0"]
+    assert isinstance(fill, syntax.Directive) and fill.reserves_area and fill.kind == "data"
+    assert [i.kind for i in statements if i.line == 29] == ["directive", "separator",
+                                                            "instruction"]
+    tag = next(i for i in statements if isinstance(i, syntax.Tag))
+    assert tag.name == "1"
+    rotr = next(i for i in statements if isinstance(i, syntax.Directive) and i.name == ".rotr")
+    assert len(rotr.operands) == 3  # across a `\` continuation
+
+
+def test_labels_named_numeric_and_dotted() -> None:
+    module = syntax.parse("1:\tnop 0\n.reloc_entry:\nname: data8 0\n")
+    labels = [item for _, item in module.items() if isinstance(item, syntax.Label)]
+    assert [label.name for label in labels] == ["1", ".reloc_entry", "name"]
+    assert labels[0].is_numeric and not labels[1].is_numeric
+
+
+def test_with_operands_rebuilds_only_that_statement() -> None:
+    text = "\tadd sp=(a_end - 16 - .x),r2\t// why\n"
+    module = syntax.parse(text)
+    add = module.lines[0].items[0]
+    assert isinstance(add, syntax.Instruction)
+    new = add.with_operands([add.operands[0], ex.Symbol("KEXEC_SIZE - 16", "K"),
+                             ex.Symbol("in4", "in4")])
+    line = syntax.Line((new, *module.lines[0].items[1:]), module.lines[0].ending, 1)
+    assert line.raw == "\tadd sp=KEXEC_SIZE - 16,in4\t// why\n"
+
+
+BAD_INPUTS = [
+    ("\tmov r2=\n", 1, 9, "unexpected"),
+    ("\tnop 0\n\tadd r3=r2 r4\n", 2, 12, "unexpected 'r4' here"),
+    ("label: ) nop\n", 1, 8, "unexpected"),
+    ("\t.fill 8192, 1, 0 ]\n", 1, 19, "unexpected"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "words"), BAD_INPUTS)
+def test_bad_input_position(text: str, line: int, column: int, words: str) -> None:
+    with pytest.raises(RelgenError) as caught:
+        syntax.parse(text, "bad.S")
+    error = caught.value
+    assert (error.path, error.line, error.column) == ("bad.S", line, column)
+    assert words in error.message
+    rendered = error.render().splitlines()
+    assert rendered[0].startswith(f"bad.S:{line}:{column}: error: ")
+    assert rendered[1] == text.splitlines()[line - 1]
+    assert rendered[2].index("^") == column - 1
+
+
+def test_cli_bad_input_exit_status_and_message(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.S"
+    bad.write_text("\tnop 0\n\tadd r3=r2 r4\n")
+    assert main(["parse", "--check", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{bad}:2:12: error: unexpected 'r4' here")
+    assert err[1] == "\tadd r3=r2 r4" and err[2] == "\t" + " " * 10 + "^"
+
+
+def test_non_utf8_and_binary_files_are_errors(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    latin = tmp_path / "latin1.S"
+    latin.write_bytes(b"\tnop 0\n// caf\xe9\n")
+    assert main(["parse", str(latin)]) == 2
+    assert f"{latin}:2:7: error: not UTF-8: byte 0xe9" in capsys.readouterr().err
+    binary = tmp_path / "object.o"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00")
+    assert main(["parse", str(binary)]) == 2
+    assert f"{binary}:1:8: error: not a text file" in capsys.readouterr().err
+    assert main(["parse", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_cli_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    path = FIXTURES / "syntax_crlf.S"
+    assert main(["parse", "--check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: round trip ok (")
+    assert "2 instruction" in out and "2 macro_call" in out
+    assert main(["parse", "--json", str(path)]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    first = tree["statements"][1]
+    assert first == {"kind": "macro_call", "text": "GLOBAL_ENTRY(crlf_entry)", "line": 2,
+                     "column": 1}
