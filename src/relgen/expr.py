@@ -163,7 +163,9 @@ class LinearForm:
     def describe(self) -> str:
         """The form as a reader writes it: `memory_stack_end - .reloc_entry - 16`."""
         parts: list[str] = []
-        for name, coefficient in self.terms.items():
+        # positive terms first, so that the form reads as "a - b" rather than "-b + a"
+        ordered = sorted(self.terms.items(), key=lambda term: term[1] < 0)
+        for name, coefficient in ordered:
             sign = "-" if coefficient < 0 else "+"
             magnitude = abs(coefficient)
             term = name if magnitude == 1 else f"{magnitude}*{name}"

@@ -1,0 +1,257 @@
+"""The control-page region of a syntax tree, and which of its lines are code or data areas.
+
+The region runs from the entry procedure (`GLOBAL_ENTRY(relocate_new_kernel)` or its label)
+to the label that its size word measures to (`data8 relocate_new_kernel_end -
+relocate_new_kernel`). Inside it, a data area is a label followed by an area directive
+(`.fill`, `.skip`, `.space`, `.zero`); the `.align` line right before it serves it, and the
+labels right after it (`memory_stack_end`) mark its end. Everything else is code and is
+split into chunks that keep their order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import expr as ex
+from .errors import RelgenError
+from .syntax import Directive, Instruction, Label, Line, MacroCall, Module
+
+AREA_MACRO_PREFIX = "KEXEC_"
+
+
+@dataclass(frozen=True)
+class DataArea:
+    """A reserved area inside the control page, e.g. the 8 KiB `memory_stack`.
+
+    `lines` are the indices of the lines that make it up (its serving `.align`, leading
+    comments, its labels, the area directive and its end labels).
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    end_labels: tuple[str, ...]
+    size: int | None
+    directive_line: int
+    lines: range
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases, *self.end_labels)
+
+    @property
+    def size_macro(self) -> str:
+        """The header's name for its size: memory_stack -> KEXEC_MEMORY_STACK_SIZE."""
+        return f"{AREA_MACRO_PREFIX}{self.name.upper()}_SIZE"
+
+    def offset_of(self, label: str) -> str:
+        """Where `label` lies inside the area, as relgen writes it: "0" or the size macro."""
+        return "0" if label in (self.name, *self.aliases) else self.size_macro
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of region lines [start, stop) that is all code or all one data area."""
+
+    kind: str  # "code" or "data"
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class ControlPageRegion:
+    entry: str
+    start: int  # index of the line that opens the entry procedure
+    end_label: str
+    end: int  # index of the line holding the end label
+    size_word_line: int
+    data_areas: tuple[DataArea, ...]
+    chunks: tuple[Chunk, ...]
+
+    def area_for_label(self, label: str) -> DataArea | None:
+        for area in self.data_areas:
+            if label in area.labels:
+                return area
+        return None
+
+    def code_lines(self) -> list[int]:
+        return [i for c in self.chunks if c.kind == "code" for i in range(c.start, c.stop)]
+
+
+def _error(module: Module, line: Line | None, message: str, column: int = 1) -> RelgenError:
+    if line is None:
+        return RelgenError(message, module.path)
+    source = line.raw.split("\n")[0].rstrip("\r")
+    return RelgenError(message, module.path, line.number, column, source)
+
+
+def _opens_procedure(line: Line, name: str) -> bool:
+    for item in line.items:
+        if isinstance(item, MacroCall) and item.name in ("GLOBAL_ENTRY", "ENTRY") and \
+                item.args == (name,):
+            return True
+        if isinstance(item, Label) and item.name == name:
+            return True
+    return False
+
+
+def find_entry(module: Module, entry: str) -> int:
+    """Index of the first line that opens `entry` (its GLOBAL_ENTRY or its label)."""
+    for index, line in enumerate(module.lines):
+        if _opens_procedure(line, entry):
+            return index
+    raise RelgenError(f"entry procedure {entry!r} not found (no GLOBAL_ENTRY({entry}) and no "
+                      f"label {entry}:)", module.path)
+
+
+def find_size_word(module: Module, entry: str) -> tuple[int, str]:
+    """The line of `dataN END - entry` and END, the label it measures to."""
+    for index, item in module.items():
+        if isinstance(item, Instruction) and item.kind == "data" and len(item.operands) == 1:
+            try:
+                form = ex.linear_form(item.operands[0])
+            except ex.NotLinear:
+                continue
+            if form.constant == 0 and len(form.terms) == 2 and form.terms.get(entry) == -1:
+                (end_label,) = (name for name, c in form.terms.items() if c == 1)
+                return index, end_label
+    raise RelgenError(
+        f"no size word for the control page: expected a line such as `data8 "
+        f"{entry}_end - {entry}` that says where the region of {entry} ends", module.path)
+
+
+def _label_only(line: Line) -> bool:
+    return bool(line.items) and all(isinstance(i, Label) for i in line.items)
+
+
+def _filler(line: Line) -> bool:
+    """Blank and comment-only lines, which belong to whatever they stand in."""
+    return line.is_blank or line.is_comment_only
+
+
+def _area_directive(line: Line) -> Directive | None:
+    for item in line.items:
+        if isinstance(item, Directive) and item.reserves_area:
+            return item
+    return None
+
+
+def _align_only(line: Line) -> bool:
+    statements = list(line.statements())
+    return len(statements) == 1 and isinstance(statements[0], Directive) and \
+        statements[0].name in (".align", ".balign", ".p2align") and \
+        all(isinstance(i, Directive) or i.kind == "comment" for i in line.items)
+
+
+def _area_size(directive: Directive) -> int | None:
+    """Bytes reserved by `.fill repeat, size, value` / `.skip n` when they are literals."""
+    try:
+        values = [ex.linear_form(op) for op in directive.operands]
+    except ex.NotLinear:
+        return None
+    if not values or any(v.terms for v in values):
+        return None
+    if directive.name == ".fill":
+        repeat = values[0].constant
+        size = values[1].constant if len(values) > 1 else 1
+        return repeat * size
+    return values[0].constant
+
+
+def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPageRegion:
+    """Locate the control-page region of `entry` and split it into code and data areas."""
+    start = find_entry(module, entry)
+    size_word_line, end_label = find_size_word(module, entry)
+    end = next((i for i, line in enumerate(module.lines)
+                if any(lab.name == end_label for lab in line.labels())), None)
+    if end is None:
+        raise _error(module, module.lines[size_word_line],
+                     f"the size word measures to {end_label}, which is never defined")
+    if end < start:
+        raise _error(module, module.lines[end],
+                     f"the end label {end_label} comes before {entry} itself")
+
+    area_lines = [i for i in range(start, end) if _area_directive(module.lines[i])]
+    # Each area's name: the labels on its directive's line, else those of the nearest
+    # label-only line above it (the lines between may only be comments or blank).
+    heads: list[tuple[int, list[str]]] = []
+    for directive_index in area_lines:
+        names = [lab.name for lab in module.lines[directive_index].labels()]
+        first = directive_index
+        if not names:
+            above = directive_index - 1
+            while above > start and _filler(module.lines[above]):
+                above -= 1
+            if above > start and _label_only(module.lines[above]):
+                names = [lab.name for lab in module.lines[above].labels()]
+                first = above
+        if not names:
+            line = module.lines[directive_index]
+            directive = _area_directive(line)
+            raise _error(module, line, f"the data area reserved by {directive.name} "  # type: ignore[union-attr]
+                         "has no label, so nothing can refer to it")
+        heads.append((first, names))
+
+    areas: list[DataArea] = []
+    for number, directive_index in enumerate(area_lines):
+        first, names = heads[number]
+        # its end labels: the label-only lines after it, up to the next area's name
+        limit = heads[number + 1][0] if number + 1 < len(heads) else end
+        stop = directive_index + 1
+        while stop < limit and (_label_only(module.lines[stop]) or _filler(module.lines[stop])):
+            stop += 1
+        end_labels = [lab.name for i in range(directive_index + 1, stop)
+                      for lab in module.lines[i].labels()]
+        # an .align right above serves the area: it exists only to align the area
+        previous_stop = areas[-1].lines.stop if areas else start + 1
+        if first - 1 >= previous_stop and _align_only(module.lines[first - 1]):
+            first -= 1
+        # comment-only lines right above lead the chunk and go with it
+        while first - 1 >= previous_stop and module.lines[first - 1].is_comment_only:
+            first -= 1
+        directive = _area_directive(module.lines[directive_index])
+        assert directive is not None
+        areas.append(DataArea(
+            name=names[-1], aliases=tuple(names[:-1]), end_labels=tuple(end_labels),
+            size=_area_size(directive), directive_line=directive_index,
+            lines=range(first, stop),
+        ))
+
+    chunks: list[Chunk] = []
+    cursor = start
+    for area in areas:
+        if area.lines.start > cursor:
+            chunks.append(Chunk("code", cursor, area.lines.start))
+        chunks.append(Chunk("data", area.lines.start, area.lines.stop))
+        cursor = area.lines.stop
+    if cursor < end:
+        chunks.append(Chunk("code", cursor, end))
+    return ControlPageRegion(entry, start, end_label, end, size_word_line, tuple(areas),
+                             tuple(chunks))
+
+
+def require_data_areas(module: Module, region: ControlPageRegion) -> None:
+    """Error when the region has no data area: there is nothing to take out."""
+    if not region.data_areas:
+        line = module.lines[region.start]
+        raise _error(module, line, f"no data area in the control page of {region.entry}: "
+                     "no label followed by .fill/.skip/.space/.zero between "
+                     f"{region.entry} and {region.end_label}")
+
+
+def check_procedures_closed(module: Module) -> None:
+    """Every GLOBAL_ENTRY/ENTRY(x) or .proc x needs its END(x) or .endp x."""
+    open_at: dict[str, Line] = {}
+    for line in module.lines:
+        for item in line.items:
+            if isinstance(item, MacroCall) and item.name in ("GLOBAL_ENTRY", "ENTRY") and \
+                    len(item.args) == 1:
+                open_at.setdefault(item.args[0], line)
+            elif isinstance(item, Directive) and item.name == ".proc" and item.operands:
+                open_at.setdefault(str(item.operands[0]), line)
+            elif isinstance(item, MacroCall) and item.name == "END" and len(item.args) == 1:
+                open_at.pop(item.args[0], None)
+            elif isinstance(item, Directive) and item.name == ".endp" and item.operands:
+                open_at.pop(str(item.operands[0]), None)
+    for name, line in open_at.items():
+        raise _error(module, line, f"procedure {name} is never closed: no END({name}) or "
+                     f".endp {name}")

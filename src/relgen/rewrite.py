@@ -1,0 +1,419 @@
+"""The passes that regenerate the control page, each a function from tree to tree.
+
+1. `rebase_area_references`: every instruction that forms a data-area address from the
+   position anchor (`add sp=(memory_stack_end - 16 - .reloc_entry),r2`) is replaced, one
+   for one and by an instruction of the same unit, by one that forms it from the area's new
+   argument (`add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4`).
+2. `widen_alloc`: the entry's `alloc` gains one input per area, in order of appearance.
+3. `move_code_ahead`: inside the region, code keeps its order and goes before every area.
+4. `lift_data_areas`: the areas (with their serving `.align`) leave the control page.
+5. `include_header`: the file includes the generated header whose macros it now uses.
+
+`rewrite_control_page` runs them in that order. All label arithmetic is done on parsed
+expressions (`expr.linear_form`), never on strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from . import expr as ex
+from .errors import RelgenError
+from .region import ControlPageRegion, DataArea, find_region, require_data_areas
+from .syntax import (
+    Directive,
+    Instruction,
+    Item,
+    Label,
+    MacroCall,
+    Module,
+    Preprocessor,
+    parse,
+)
+
+HEADER_INCLUDE = "asm/kexec_control_page.h"
+# ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
+# for another, since A-unit instructions run in the same M or I slot of a bundle.
+ADD_MNEMONICS = frozenset({"add", "adds", "addl"})
+# `adds` takes a signed 14-bit immediate; the argument registers are not r0-r3, so the
+# 22-bit `addl` form is not available for them.
+IMM14_RANGE = range(-(1 << 13), 1 << 13)
+MAX_INPUTS = 8  # ia64 software conventions: arguments beyond eight go on the memory stack
+
+
+@dataclass(frozen=True)
+class RewrittenInstruction:
+    line: int
+    old: str
+    new: str
+    area: str
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    module: Module
+    region: ControlPageRegion  # of the input
+    data_areas: tuple[DataArea, ...]
+    argument_registers: Mapping[str, str]  # area name -> in4, in5, ...
+    rewritten: tuple[RewrittenInstruction, ...]
+    alloc_before: str
+    alloc_after: str
+    already_code_first: bool = False
+
+
+def _error(module: Module, item: Item, message: str) -> RelgenError:
+    source = next(
+        (line.raw.split("\n")[0].rstrip("\r") for line in module.lines
+         if item in line.items), None)
+    return RelgenError(message, module.path, item.line, item.column, source)
+
+
+def _replace_item(module: Module, old: Item, new: Item) -> Module:
+    lines = [
+        replace(line, items=tuple(new if i is old else i for i in line.items))
+        if old in line.items else line
+        for line in module.lines
+    ]
+    return module.with_lines(lines)
+
+
+# ------------------------------------------------------------------ the entry's alloc
+
+
+def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
+    for index in region.code_lines():
+        for item in module.lines[index].items:
+            if isinstance(item, Instruction) and item.mnemonic == "alloc":
+                return item
+    raise RelgenError(
+        f"{region.entry} has no alloc instruction: relgen adds the stacks as new inputs of "
+        "its register frame and needs `alloc rN=ar.pfs,inputs,locals,outputs,rotating`",
+        module.path, module.lines[region.start].number, 1,
+        module.lines[region.start].raw.rstrip("\r\n"))
+
+
+def _alloc_inputs(module: Module, alloc: Instruction) -> tuple[int, ex.Number]:
+    sources = alloc.sources
+    if len(sources) != 5 or not isinstance(sources[1], ex.Number):
+        raise _error(module, alloc, "cannot read the number of inputs of this alloc: expected "
+                     "`alloc rN=ar.pfs,i,l,o,r` with i a number")
+    return sources[1].value, sources[1]
+
+
+def widen_alloc(module: Module, region: ControlPageRegion, extra_inputs: int) -> Module:
+    """`alloc r31=ar.pfs,4,0,0,0` -> `alloc r31=ar.pfs,6,0,0,0` for two areas."""
+    alloc = find_alloc(module, region)
+    inputs, number = _alloc_inputs(module, alloc)
+    new_inputs = inputs + extra_inputs
+    if new_inputs > MAX_INPUTS:
+        raise _error(module, alloc, f"{region.entry} would need {new_inputs} inputs; only "
+                     f"{MAX_INPUTS} arguments are passed in registers")
+    frame = sum(op.value for op in alloc.sources[1:4] if isinstance(op, ex.Number))
+    if frame + extra_inputs > 96:
+        raise _error(module, alloc, "the register frame would exceed 96 registers")
+    spacing = number.text[: len(number.text) - len(str(number))]
+    new_number = ex.Number(f"{spacing}{new_inputs}", new_inputs)
+    operands = [new_number if op is number else op for op in alloc.operands]
+    return _replace_item(module, alloc, alloc.with_operands(operands))
+
+
+def argument_registers(module: Module, region: ControlPageRegion) -> dict[str, str]:
+    """The input register each area arrives in: after the existing inputs, in order."""
+    inputs, _ = _alloc_inputs(module, find_alloc(module, region))
+    return {area.name: f"in{inputs + i}" for i, area in enumerate(region.data_areas)}
+
+
+# ------------------------------------------------------------ rebasing area references
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What a register holds: a linear form of labels, and where it was set."""
+
+    value: ex.LinearForm
+    line: int
+
+
+def _bundle_label(module: Module, target: Item) -> str | None:
+    """The label whose address `mov rX=ip` reads: the label right before its bundle."""
+    flat: list[Item] = [item for _, item in module.items()]
+    position = flat.index(target)
+    seen_bundle_open = False
+    for item in reversed(flat[:position]):
+        kind = item.kind
+        if kind == "comment":
+            continue
+        if kind == "bundle_open" and not seen_bundle_open:
+            seen_bundle_open = True
+            continue
+        if isinstance(item, Label):
+            return item.name
+        if seen_bundle_open:
+            return None
+        # instructions before it in the same explicit bundle are allowed
+        if isinstance(item, Instruction | Directive) and _inside_bundle(flat, position):
+            continue
+        return None
+    return None
+
+
+def _inside_bundle(flat: Sequence[Item], position: int) -> bool:
+    depth = 0
+    for item in flat[:position]:
+        if item.kind == "bundle_open":
+            depth += 1
+        elif item.kind == "bundle_close":
+            depth -= 1
+    return depth > 0
+
+
+def _register(expr: ex.Expr) -> str | None:
+    return expr.name if isinstance(expr, ex.Symbol) else None
+
+
+def _area_labels(region: ControlPageRegion) -> dict[str, DataArea]:
+    return {label: area for area in region.data_areas for label in area.labels}
+
+
+def _rebased_operands(
+    module: Module, item: Instruction, area: DataArea, label: str, constant: int,
+    register: str,
+) -> Instruction:
+    """The one-for-one replacement: same destination, base = the area's argument."""
+    offset_text = area.offset_of(label)
+    if offset_text != "0":
+        size = area.size
+        value = (size if size is not None else 0) + constant
+        text = offset_text + (f" - {-constant}" if constant < 0 else
+                              f" + {constant}" if constant > 0 else "")
+    else:
+        value = constant
+        text = str(constant)
+    if area.size is not None and value not in IMM14_RANGE:
+        raise _error(module, item, f"the offset {value} into {area.name} does not fit the "
+                     f"14-bit immediate of adds ({IMM14_RANGE.start}..{IMM14_RANGE.stop - 1}); "
+                     "relgen will not change the code it generates")
+    destination = item.operands[0]
+    comma = next((s for s in item.separators[1:] if s.strip() == ","), ",")
+    if value == 0 and offset_text == "0":
+        head = _with_mnemonic(item, "mov")
+        operands = [destination, ex.Symbol(register, register)]
+        return replace(item.with_operands(operands, head=head),
+                       separators=(item.separators[0],))
+    mnemonic = "adds" if item.mnemonic == "addl" else item.mnemonic
+    head = _with_mnemonic(item, mnemonic)
+    operands = [destination, ex.Symbol(text, text), ex.Symbol(register, register)]
+    new = replace(item, separators=(item.separators[0], comma))
+    return new.with_operands(operands, head=head)
+
+
+def _with_mnemonic(item: Instruction, mnemonic: str) -> str:
+    position = item.head.rfind(item.mnemonic)
+    return item.head[:position] + mnemonic + item.head[position + len(item.mnemonic):]
+
+
+def rebase_area_references(
+    module: Module, region: ControlPageRegion, registers: Mapping[str, str]
+) -> tuple[Module, tuple[RewrittenInstruction, ...]]:
+    """Rewrite every instruction of the file that forms a data-area address.
+
+    Walks the file in order, keeping what registers hold where an instruction makes it
+    plain (`mov rX=ip` under a label, `dep rX=0,rX,61,3` keeps it, `add rD=expr,rS`); a
+    reference is rebased only when the address it forms is `area label + constant`.
+    Anything else that touches an area label is an error that says what it computes.
+    """
+    labels = _area_labels(region)
+    area_range = {i for a in region.data_areas for i in a.lines}
+    known: dict[str, _Known] = {}
+    changes: list[tuple[Instruction, Instruction, DataArea]] = []
+    for index, item in module.items():
+        if isinstance(item, MacroCall):
+            known.clear()  # a kernel macro may expand to anything
+            continue
+        if not isinstance(item, Instruction):
+            if isinstance(item, Directive) and index not in area_range:
+                _refuse_area_use(module, item, item.operands, labels)
+            continue
+        if item.kind == "data":
+            if index != region.size_word_line:
+                _refuse_area_use(module, item, item.operands, labels)
+            continue
+        destination = _register(item.operands[0]) if item.destinations == 1 else None
+        touched = [op for op in item.sources if ex.symbols_in(op) & labels.keys()]
+        if item.mnemonic == "mov" and len(item.sources) == 1 and _register(item.sources[0]) \
+                == "ip" and destination:
+            anchor = _bundle_label(module, item)
+            if anchor:
+                known[destination] = _Known(ex.LinearForm({anchor: 1}, 0), item.line)
+            else:
+                known.pop(destination, None)
+            continue
+        if item.mnemonic == "dep" and destination and len(item.sources) == 4 and \
+                _register(item.sources[1]) == destination:
+            continue  # clearing the region bits keeps the offsets between labels
+        if item.mnemonic in ADD_MNEMONICS and destination and len(item.sources) == 2:
+            value = _added_value(module, item, known)
+            if touched:
+                if item.predicate:
+                    raise _error(module, item, "a predicated instruction forms a data-area "
+                                 "address; relgen does not rewrite it")
+                area, label, constant = _area_address(module, item, value, labels, known)
+                new = _rebased_operands(module, item, area, label, constant,
+                                        registers[area.name])
+                changes.append((item, new, area))
+                # the register still holds that address: later uses are judged by it
+                known[destination] = _Known(value, item.line)  # type: ignore[arg-type]
+                continue
+            if value is not None:
+                known[destination] = _Known(value, item.line)
+            else:
+                known.pop(destination, None)
+            continue
+        if touched:
+            _refuse_area_use(module, item, item.sources, labels)
+        if destination:
+            known.pop(destination, None)
+    rewritten: list[RewrittenInstruction] = []
+    for old, new, area in changes:
+        module = _replace_item(module, old, new)
+        rewritten.append(RewrittenInstruction(old.line, old.text, new.text, area.name))
+    return module, tuple(rewritten)
+
+
+def _added_value(module: Module, item: Instruction, known: Mapping[str, _Known]
+                 ) -> ex.LinearForm | None:
+    """What `add rD=A,B` leaves in rD, as a linear form, when both sides are known."""
+    forms: list[ex.LinearForm] = []
+    for operand in item.sources:
+        register = _register(operand)
+        if register in known:
+            forms.append(known[register].value)
+            continue
+        try:
+            form = ex.linear_form(operand)
+        except ex.NotLinear:
+            return None
+        if len(form.terms) == 1 and form.constant == 0 and register is not None:
+            return None  # a register whose value we do not know
+        forms.append(form)
+    return forms[0] + forms[1]
+
+
+def _area_address(
+    module: Module, item: Instruction, value: ex.LinearForm | None,
+    labels: Mapping[str, DataArea], known: Mapping[str, _Known],
+) -> tuple[DataArea, str, int]:
+    """The area, label and constant of `label + constant`, which `item` must compute."""
+    base = next((_register(op) for op in item.sources if _register(op) in known or
+                 (_register(op) and not (ex.symbols_in(op) & labels.keys()))), None)
+    expression = next(str(op) for op in item.sources if ex.symbols_in(op) & labels.keys())
+    if value is None:
+        raise _error(module, item, f"this forms a data-area address from {expression} and "
+                     f"register {base}, whose value relgen cannot tell here; no rule "
+                     "rewrites it")
+    area_terms = {name: c for name, c in value.terms.items() if name in labels}
+    other_terms = {name: c for name, c in value.terms.items() if name not in labels}
+    if len(area_terms) == 1 and not other_terms and next(iter(area_terms.values())) == 1:
+        (label,) = area_terms
+        return labels[label], label, value.constant
+    held = known.get(base or "")
+    held_text = f" ({base} holds {held.value.describe()}, set at line {held.line})" \
+        if held else ""
+    ends = [name for name, c in area_terms.items() if c == 1 and name in
+            labels[name].end_labels]
+    if ends:
+        label = ends[0]
+        rest = value + ex.LinearForm({label: -1}, 0)
+        area = labels[label].name
+        message = (f"this computes {label} + ({rest.describe()}){held_text}: "
+                   f"{rest.describe()} bytes past the end of {area}, outside the area")
+    else:
+        message = (f"this computes {value.describe()}{held_text}, which is not one "
+                   "data-area label plus a constant")
+    raise _error(module, item, message + "; no rule rewrites it")
+
+
+def _refuse_area_use(module: Module, item: Instruction | Directive,
+                     operands: Sequence[ex.Expr], labels: Mapping[str, DataArea]) -> None:
+    for operand in operands:
+        used = sorted(ex.symbols_in(operand) & labels.keys())
+        if used:
+            what = item.mnemonic if isinstance(item, Instruction) else item.name
+            area = labels[used[0]].name
+            raise _error(module, item, f"{what} refers to {', '.join(used)} (data area "
+                         f"{area}) in `{operand}`; relgen rewrites only an add that forms "
+                         "the area's address from the position anchor, and no rule covers "
+                         "this use")
+
+
+# ---------------------------------------------------------------- moving and lifting
+
+
+def move_code_ahead(module: Module, region: ControlPageRegion) -> Module:
+    """Code chunks of the region in their order, then its data areas in theirs."""
+    lines = list(module.lines)
+    code = [lines[i] for c in region.chunks if c.kind == "code" for i in range(c.start, c.stop)]
+    data = [lines[i] for c in region.chunks if c.kind == "data" for i in range(c.start, c.stop)]
+    return module.with_lines(lines[: region.start] + code + data + lines[region.end:])
+
+
+def lift_data_areas(module: Module, region: ControlPageRegion) -> Module:
+    """The region without its data areas (labels, area directives, serving .align)."""
+    drop = {i for area in region.data_areas for i in area.lines}
+    return module.with_lines([line for i, line in enumerate(module.lines) if i not in drop])
+
+
+def includes_header(module: Module) -> bool:
+    return any(isinstance(item, Preprocessor) and item.directive == "include" and
+               HEADER_INCLUDE in item.text for _, item in module.items())
+
+
+def include_header(module: Module) -> Module:
+    """`#include <asm/kexec_control_page.h>` after the last #include of the file's head."""
+    if includes_header(module):
+        return module
+    last = None
+    for index, line in enumerate(module.lines):
+        statements = [i for i in line.items if i.kind != "comment"]
+        if any(isinstance(i, Preprocessor) and i.directive == "include" for i in statements):
+            last = index
+        elif statements and not all(isinstance(i, Preprocessor) for i in statements):
+            break
+    ending = _line_ending(module)
+    new_line = parse(f"#include <{HEADER_INCLUDE}>{ending}").lines[0]
+    at = 0 if last is None else last + 1
+    lines = list(module.lines)
+    lines.insert(at, replace(new_line, number=lines[at - 1].number if at else 1))
+    return module.with_lines(lines)
+
+
+def _line_ending(module: Module) -> str:
+    for line in module.lines:
+        if line.ending.endswith("\r\n"):
+            return "\r\n"
+        if line.ending.endswith("\n"):
+            return "\n"
+    return "\n"
+
+
+# ------------------------------------------------------------------------ all passes
+
+
+def rewrite_control_page(module: Module, entry: str = "relocate_new_kernel") -> RewriteResult:
+    """Run every pass. A file already in code-first layout comes back unchanged."""
+    region = find_region(module, entry)
+    alloc = find_alloc(module, region)
+    if not region.data_areas and includes_header(module):
+        return RewriteResult(module, region, (), {}, (), alloc.text, alloc.text,
+                             already_code_first=True)
+    require_data_areas(module, region)
+    registers = argument_registers(module, region)
+    new, rewritten = rebase_area_references(module, region, registers)
+    new = widen_alloc(new, region, len(region.data_areas))
+    new = move_code_ahead(new, region)
+    new = lift_data_areas(new, find_region(new, entry))
+    new = include_header(new)
+    new_alloc = find_alloc(new, find_region(new, entry))
+    return RewriteResult(new, region, region.data_areas, registers, rewritten, alloc.text,
+                         new_alloc.text)

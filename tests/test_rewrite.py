@@ -1,0 +1,174 @@
+"""The rewrite passes on syntax trees alone (the assembled checks are in test_pipeline.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FIXTURES
+from relgen import region as rg
+from relgen import rewrite as rw
+from relgen import syntax
+from relgen.errors import RelgenError
+
+# Shaped after Linux 6.1's relocate_kernel.S: one procedure, then the two stacks.
+LINUX61_SHAPE = """\
+#include <asm/asmmacro.h>
+#include <asm/page.h>
+
+GLOBAL_ENTRY(relocate_new_kernel)
+\t.prologue
+\talloc r31=ar.pfs,4,0,0,0
+        .body
+.reloc_entry:
+{
+\trsm psr.i| psr.ic
+\tmov r2=ip
+}
+\t;;
+\tdep r2=0,r2,61,3\t\t//to physical address
+\t;;
+\tadd sp=(memory_stack_end - 16 - .reloc_entry),r2
+\tadd r8=(register_stack - .reloc_entry),r2
+\t;;
+\tmov ar.bspstore=r8
+\tbr.call.sptk.many b0=b6;;
+
+.align  32
+memory_stack:
+\t.fill           8192, 1, 0
+memory_stack_end:
+register_stack:
+\t.fill           8192, 1, 0
+register_stack_end:
+relocate_new_kernel_end:
+END(relocate_new_kernel)
+
+.global relocate_new_kernel_size
+relocate_new_kernel_size:
+\tdata8\trelocate_new_kernel_end - relocate_new_kernel
+"""
+
+
+def statements_text(module: syntax.Module) -> list[str]:
+    return [item.text for _, item in module.items() if item.kind != "comment"]
+
+
+def test_region_and_areas_of_the_linux61_shape() -> None:
+    module = syntax.parse(LINUX61_SHAPE)
+    region = rg.find_region(module)
+    assert region.end_label == "relocate_new_kernel_end"
+    assert [a.name for a in region.data_areas] == ["memory_stack", "register_stack"]
+    memory, register = region.data_areas
+    assert memory.end_labels == ("memory_stack_end",) and memory.size == 8192
+    assert register.end_labels == ("register_stack_end",)
+    # the .align serves the first area and is part of its chunk
+    assert module.lines[memory.lines.start].items[0].text == ".align  32"
+    assert [c.kind for c in region.chunks] == ["code", "data", "data"]
+
+
+def test_rewrite_of_the_linux61_shape() -> None:
+    module = syntax.parse(LINUX61_SHAPE)
+    result = rw.rewrite_control_page(module)
+    assert result.argument_registers == {"memory_stack": "in4", "register_stack": "in5"}
+    assert [(r.old, r.new) for r in result.rewritten] == [
+        ("add sp=(memory_stack_end - 16 - .reloc_entry),r2",
+         "add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4"),
+        ("add r8=(register_stack - .reloc_entry),r2", "mov r8=in5"),
+    ]
+    assert (result.alloc_before, result.alloc_after) == ("alloc r31=ar.pfs,4,0,0,0",
+                                                         "alloc r31=ar.pfs,6,0,0,0")
+    text = syntax.unparse(result.module)
+    assert "memory_stack:" not in text and ".fill" not in text and ".align  32" not in text
+    assert text.count("#include <asm/kexec_control_page.h>\n") == 1
+    # rewritten lines keep the file's own indentation
+    assert "\n\tadd sp=KEXEC_MEMORY_STACK_SIZE - 16,in4\n\tmov r8=in5\n" in text
+    # every line that was not rewritten is byte-identical and in order
+    old_lines = LINUX61_SHAPE.splitlines(keepends=True)
+    new_lines = text.splitlines(keepends=True)
+    kept = [line for line in new_lines if line in old_lines]
+    assert kept == [line for line in old_lines if line in kept]
+    assert len(new_lines) == len(old_lines) - 7 + 1
+
+
+def test_rewrite_is_idempotent_on_its_output() -> None:
+    first = rw.rewrite_control_page(syntax.parse(LINUX61_SHAPE))
+    text = syntax.unparse(first.module)
+    second = rw.rewrite_control_page(syntax.parse(text))
+    assert second.already_code_first and syntax.unparse(second.module) == text
+    assert second.rewritten == ()
+
+
+def test_2006_shape_moves_all_procedures_before_the_stacks() -> None:
+    text = (FIXTURES / "layout_2006_shape.S").read_text()
+    module = syntax.parse(text)
+    region = rg.find_region(module)
+    assert [c.kind for c in region.chunks] == ["code", "data", "data", "code"]
+    moved = rw.move_code_ahead(module, region)
+    moved_region = rg.find_region(moved)
+    assert [c.kind for c in moved_region.chunks] == ["code", "data", "data"]
+    assert sorted(syntax.unparse(moved).splitlines()) == sorted(text.splitlines())
+    result = rw.rewrite_control_page(module)
+    out = syntax.unparse(result.module)
+    order = [out.index(f"GLOBAL_ENTRY({name})") for name in
+             ("relocate_new_kernel", "kexec_fake_sal_rendez", "kexec_fake_sal_spin")]
+    assert order == sorted(order)
+    assert out.index("END(relocate_new_kernel)") < order[1]
+    assert "memory_stack:" not in out and "register_stack:" not in out
+    assert out.index("relocate_new_kernel_end:") > order[2]
+
+
+def check_error(text: str, line: int, *words: str) -> RelgenError:
+    with pytest.raises(RelgenError) as caught:
+        rw.rewrite_control_page(syntax.parse(text, "case.S"))
+    error = caught.value
+    assert error.path == "case.S"
+    assert error.line == line, error.render()
+    for word in words:
+        assert word in error.message, error.message
+    return error
+
+
+def test_region_without_size_word() -> None:
+    text = LINUX61_SHAPE.replace("\tdata8\trelocate_new_kernel_end - relocate_new_kernel\n", "")
+    with pytest.raises(RelgenError, match="no size word"):
+        rw.rewrite_control_page(syntax.parse(text))
+
+
+def test_entry_without_alloc() -> None:
+    check_error(LINUX61_SHAPE.replace("\talloc r31=ar.pfs,4,0,0,0\n", ""), 4, "has no alloc")
+
+
+def test_offset_beyond_the_immediate() -> None:
+    text = LINUX61_SHAPE.replace("\t.fill           8192, 1, 0\nmemory_stack_end:",
+                                 "\t.fill           16384, 1, 0\nmemory_stack_end:")
+    check_error(text, 16, "offset 16368 into memory_stack", "14-bit immediate")
+
+
+def test_reference_no_rule_covers() -> None:
+    text = LINUX61_SHAPE.replace("\tmov ar.bspstore=r8\n", "\tmovl r9=memory_stack\n")
+    check_error(text, 19, "movl refers to memory_stack", "no rule covers")
+
+
+def test_early_version_that_advanced_its_base_first() -> None:
+    text = LINUX61_SHAPE.replace(
+        "\tadd sp=(memory_stack_end - 16 - .reloc_entry),r2\n",
+        "\tadd r2=(memory_stack - .reloc_entry),r2\n\t;;\n"
+        "\tadd sp=(memory_stack_end - .reloc_entry),r2\n")
+    error = check_error(text, 18, "this computes memory_stack_end + (memory_stack - .reloc_entry)",
+                        "r2 holds memory_stack, set at line 16",
+                        "memory_stack - .reloc_entry bytes past the end of memory_stack")
+    assert error.render().splitlines()[1] == "\tadd sp=(memory_stack_end - .reloc_entry),r2"
+
+
+def test_no_data_area() -> None:
+    text = LINUX61_SHAPE.replace("\t.fill           8192, 1, 0\n", "\tnop 0\n")
+    text = text.replace("\tadd sp=(memory_stack_end - 16 - .reloc_entry),r2\n", "")
+    text = text.replace("\tadd r8=(register_stack - .reloc_entry),r2\n", "")
+    check_error(text, 4, "no data area")
+
+
+def test_procedure_without_end() -> None:
+    text = LINUX61_SHAPE.replace("END(relocate_new_kernel)\n", "")
+    with pytest.raises(RelgenError, match="never closed") as caught:
+        rg.check_procedures_closed(syntax.parse(text, "case.S"))
+    assert caught.value.line == 4
