@@ -11,6 +11,8 @@ from pathlib import Path
 from . import __version__
 from .errors import EXIT_OK, RelgenError
 
+KERNEL_FILE = "arch/ia64/kernel/relocate_kernel.S"
+
 
 def _cmd_parse(args: argparse.Namespace) -> int:
     from .syntax import parse_file, to_json, unparse
@@ -34,6 +36,86 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return status
 
 
+def _tree_and_source(args: argparse.Namespace):  # noqa: ANN202 - a pair of library types
+    from .kbuild import find_kernel_tree
+    from .pipeline import load_source
+
+    tree = find_kernel_tree(args.kernel_tree)
+    path = args.path if args.path is not None else tree.relocate_kernel
+    return tree, load_source(path, tree)
+
+
+def _cmd_layout(args: argparse.Namespace) -> int:
+    from . import layout
+    from .kbuild import parse_page_sizes
+    from .pipeline import scratch_folder, source_map
+
+    page_sizes = parse_page_sizes(args.page_size)
+    if args.object is not None:
+        if args.end_label is None:
+            raise RelgenError("--object needs --end-label (the object alone does not say "
+                              "where the region ends) and --data for each data area")
+        control_map = layout.map_object_file(args.object, entry=args.entry,
+                                             end_label=args.end_label, data_areas=args.data)
+        standins: tuple[str, ...] = ()
+    else:
+        tree, source = _tree_and_source(args)
+        with scratch_folder() as work:
+            control_map, assembled, _ = source_map(source, tree, Path(work), entry=args.entry,
+                                                   include_dirs=args.include)
+        standins = assembled.standins
+    if args.format == "json":
+        text = json.dumps(layout.to_json(control_map, page_sizes), indent=2) + "\n"
+    elif args.format == "svg":
+        text = layout.render_svg(control_map, page_sizes)
+    else:
+        text = layout.render_text(control_map, page_sizes)
+        if standins:
+            text += ("note: no kernel build in the tree; assembled with generated stand-ins "
+                     f"for {', '.join(standins)}\n")
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _cmd_rewrite(args: argparse.Namespace) -> int:
+    from .outputs import check_output_folder, write_output_folder
+    from .pipeline import regenerate, rewrite_outputs, scratch_folder
+
+    check_output_folder(args.output, force=args.force)
+    tree, source = _tree_and_source(args)
+    with scratch_folder() as work:
+        regen = regenerate(source, tree, Path(work), entry=args.entry,
+                           include_dirs=args.include)
+        files = rewrite_outputs(regen, tree)
+    write_output_folder(args.output, files, force=args.force)
+    if regen.changed:
+        print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
+              f"{len(regen.result.data_areas)} data areas passed in as arguments")
+    else:
+        print(f"{source.shown}: already in code-first layout; nothing to change")
+    print(f"control page: {regen.before.size} bytes before, {regen.after.size} bytes after")
+    if regen.standins:
+        print("note: no kernel build in the tree; assembled with generated stand-ins for "
+              + ", ".join(regen.standins))
+    print(f"wrote {', '.join(sorted(files))} to {args.output}/")
+    return EXIT_OK
+
+
+def _add_source_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                         help="the .S file (default: the tree's " + KERNEL_FILE + ")")
+    command.add_argument("--kernel-tree", type=Path, metavar="DIR",
+                         help="Linux tree (default: $RELGEN_KERNEL_TREE, else the one "
+                         "`make setup` extracted)")
+    command.add_argument("-I", dest="include", action="append", type=Path, default=[],
+                         metavar="DIR", help="extra include folder, searched first")
+    command.add_argument("--entry", default="relocate_new_kernel", metavar="NAME",
+                         help="the entry procedure that opens the control page")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relgen",
@@ -49,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
     parse_cmd.add_argument("--json", action="store_true",
                            help="print the statements (kind, text, line, column) as JSON")
     parse_cmd.set_defaults(run=_cmd_parse)
+
+    layout_cmd = commands.add_parser("layout", help="map the control page from the object")
+    _add_source_arguments(layout_cmd)
+    layout_cmd.add_argument("--object", type=Path, metavar="FILE.o",
+                            help="map an assembled object instead of assembling PATH")
+    layout_cmd.add_argument("--end-label", metavar="NAME", help="with --object: region end")
+    layout_cmd.add_argument("--data", action="append", default=[], metavar="NAME",
+                            help="with --object: a data area's label (repeatable)")
+    layout_cmd.add_argument("--page-size", default="4K,8K,16K,64K", metavar="SIZES",
+                            help="page sizes to mark, e.g. 4K,16K (default: all four)")
+    layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text")
+    layout_cmd.add_argument("-o", dest="output", type=Path, metavar="FILE")
+    layout_cmd.set_defaults(run=_cmd_layout)
+
+    rewrite_cmd = commands.add_parser("rewrite", help="write the code-first .S, header, patch")
+    _add_source_arguments(rewrite_cmd)
+    rewrite_cmd.add_argument("-o", dest="output", type=Path, default=Path("out"),
+                             metavar="DIR", help="output folder (default: out)")
+    rewrite_cmd.add_argument("--force", action="store_true",
+                             help="replace an output folder relgen did not write")
+    rewrite_cmd.set_defaults(run=_cmd_rewrite)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""The main job: read, rewrite, assemble both files, measure, and say what to write.
+
+`regenerate()` runs the rewrite passes on the source, assembles the original and the
+regenerated file with the real toolchain, and measures both control pages in the objects;
+every number that reaches the header or the patch comes from those objects.
+`rewrite_outputs()` turns that into the files of the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, emit, kbuild, layout
+from .elf import ObjectFile, load_object
+from .errors import RelgenError
+from .region import check_procedures_closed, find_region
+from .rewrite import HEADER_INCLUDE, RewriteResult, includes_header, rewrite_control_page
+from .syntax import Module, parse, read_source, unparse
+
+KERNEL_SOURCE_PATH = "arch/ia64/kernel/relocate_kernel.S"
+HEADER_NAME = "kexec_control_page.h"
+SOURCE_NAME = "relocate_kernel.S"
+PATCH_NAME = "relocate_kernel.patch"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    shown: str  # kernel-relative where it lies in the tree, else as given
+    text: str
+    module: Module
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def load_source(path: Path, tree: kbuild.KernelTree | None) -> SourceFile:
+    shown = str(path)
+    if tree is not None:
+        try:
+            shown = path.resolve().relative_to(tree.root).as_posix()
+        except ValueError:
+            pass
+    text = read_source(path)
+    return SourceFile(path, shown, text, parse(text, str(path)))
+
+
+def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[str, str]:
+    """The generated header an already regenerated file includes: found beside it or in -I."""
+    if not includes_header(source.module):
+        return {}
+    for folder in (source.path.parent, *include_dirs):
+        for candidate in (folder / HEADER_NAME, folder / HEADER_INCLUDE):
+            if candidate.is_file():
+                return {HEADER_INCLUDE: candidate.read_text(encoding="utf-8")}
+    raise RelgenError(f"the file includes <{HEADER_INCLUDE}>, but no {HEADER_NAME} was found "
+                      "beside it or in the -I folders", str(source.path))
+
+
+def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
+               include_dirs: Sequence[Path] = (), page_size: int | None = None,
+               extra_headers: dict[str, str] | None = None,
+               ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
+    """Assemble `source` and map its control page; which symbols are data, the tree says."""
+    region = find_region(source.module, entry)
+    headers = extra_headers if extra_headers is not None else \
+        companion_headers(source, include_dirs)
+    assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
+                                include_dirs=include_dirs, extra_headers=headers)
+    obj = load_object(assembled.object_path)
+    control_map = layout.build_map(obj, entry=entry, end_label=region.end_label,
+                                   data_areas=[a.name for a in region.data_areas])
+    return control_map, assembled, obj
+
+
+@dataclass(frozen=True)
+class Regeneration:
+    source: SourceFile
+    result: RewriteResult
+    new_text: str
+    header_text: str
+    before: layout.ControlPageMap
+    after: layout.ControlPageMap
+    standins: tuple[str, ...]
+    header_facts: emit.HeaderFacts
+
+    @property
+    def changed(self) -> bool:
+        return not self.result.already_code_first
+
+
+def _area_facts(result: RewriteResult, before: layout.ControlPageMap
+                ) -> tuple[emit.DataAreaFacts, ...]:
+    sizes = {s.name: s.size for s in before.symbols}
+    facts = []
+    for area in result.data_areas:
+        size = sizes.get(area.name, area.size)
+        if area.size is not None and size != area.size:
+            raise RelgenError(f"{area.name}: the source reserves {area.size} bytes but the "
+                              f"object holds {size}")
+        facts.append(emit.DataAreaFacts(area.name, area.size_macro, int(size or 0),
+                                        result.argument_registers[area.name], area.name))
+    return tuple(facts)
+
+
+def _header_facts(source: SourceFile, result: RewriteResult,
+                  areas: tuple[emit.DataAreaFacts, ...], control_map: layout.ControlPageMap,
+                  code_size: int) -> emit.HeaderFacts:
+    points = tuple(emit.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
+                   for s in control_map.entry_points)
+    return emit.HeaderFacts(
+        relgen_version=__version__, input_path=_kernel_path(source), input_sha256=source.sha256,
+        entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
+    )
+
+
+def _kernel_path(source: SourceFile) -> str:
+    """The path the patch and header name: the kernel's, where the input is the kernel's."""
+    shown = source.shown
+    return shown if shown.startswith("arch/") else KERNEL_SOURCE_PATH
+
+
+def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
+               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
+               ) -> Regeneration:
+    """Rewrite, assemble both files, and measure them. Nothing is written outside workdir."""
+    check_procedures_closed(source.module)
+    result = rewrite_control_page(source.module, entry)
+    new_text = unparse(result.module)
+    if result.already_code_first:
+        headers = companion_headers(source, include_dirs)
+        after, assembled, _ = source_map(source, tree, workdir / "new", entry=entry,
+                                         include_dirs=include_dirs, extra_headers=headers)
+        facts = _header_facts(source, result, (), after, after.size)
+        return Regeneration(source, result, new_text, headers[HEADER_INCLUDE], after, after,
+                            assembled.standins, facts)
+
+    before, original, _ = source_map(source, tree, workdir / "original", entry=entry,
+                                     include_dirs=include_dirs, extra_headers={})
+    areas = _area_facts(result, before)
+    # The regenerated file uses only the area sizes from the header, so a first rendering
+    # (with the old code size, as only the new object can tell the new one) assembles it
+    # exactly as the final header will.
+    draft = emit.render_header(_header_facts(source, result, areas, before, before.code_size))
+    new_path = workdir / "new" / SOURCE_NAME
+    new_path.parent.mkdir(parents=True, exist_ok=True)
+    new_path.write_text(new_text, encoding="utf-8", newline="")
+    new_source = SourceFile(new_path, SOURCE_NAME, new_text, result.module)
+    after, _, _ = source_map(new_source, tree, workdir / "new", entry=entry,
+                             include_dirs=include_dirs,
+                             extra_headers={HEADER_INCLUDE: draft})
+    facts = _header_facts(source, result, areas, after, after.size)
+    return Regeneration(source, result, new_text, emit.render_header(facts), before, after,
+                        original.standins, facts)
+
+
+def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
+    """KEXEC_CONTROL_PAGE_SIZE of the tree's asm/kexec.h, e.g. (8192 + 8192 + 4096)."""
+    path = tree.root / "arch" / "ia64" / "include" / "asm" / "kexec.h"
+    if not path.is_file():
+        return None
+    match = re.search(r"#define\s+KEXEC_CONTROL_PAGE_SIZE\s+\(?([0-9+\s]+)\)?",
+                      path.read_text(encoding="utf-8"))
+    if not match:
+        return None
+    return sum(int(term) for term in match.group(1).split("+"))
+
+
+def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
+               instructions_compared: int | None = None) -> str:
+    """The format-patch mail: the .S change and the new header."""
+    source = regen.source
+    path = _kernel_path(source)
+    facts = emit.PatchFacts(
+        relgen_version=__version__, input_path=path, input_sha256=source.sha256,
+        entry=regen.result.region.entry, data_areas=regen.header_facts.data_areas,
+        before_size=control_page_size_before(tree) or regen.before.size,
+        after_size=regen.header_facts.code_page_size, code_size=regen.after.size,
+        instructions_rewritten=len(regen.result.rewritten),
+        instructions_compared=instructions_compared,
+        before_region_size=regen.before.size,
+        code_after_data=_code_after_data(regen.before),
+    )
+    diffs = [
+        emit.unified_diff(source.text.encode("utf-8"), regen.new_text.encode("utf-8"), path),
+        emit.new_file_diff(regen.header_text.encode("utf-8"), emit.HEADER_PATH),
+    ]
+    return emit.format_patch(subject=emit.DEFAULT_SUBJECT, author=emit.PLACEHOLDER_IDENTITY,
+                             body=emit.render_commit_message(facts), diffs=diffs)
+
+
+def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
+    first_data = next((s.offset for s in before.symbols if s.kind == "data"), None)
+    if first_data is None:
+        return ()
+    return tuple(s.name for s in before.entry_points if s.offset > first_data)
+
+
+def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, bytes]:
+    """layout.txt, layout.json and the two pictures, before and after."""
+    text = ("before: " + source_label(regen) + "\n" + layout.render_text(regen.before, page_sizes)
+            + "\nafter: regenerated " + SOURCE_NAME + "\n"
+            + layout.render_text(regen.after, page_sizes))
+    data = {"before": layout.to_json(regen.before, page_sizes),
+            "after": layout.to_json(regen.after, page_sizes)}
+    return {
+        "layout.txt": text.encode("utf-8"),
+        "layout.json": (json.dumps(data, indent=2) + "\n").encode("utf-8"),
+        "layout-before.svg": layout.render_svg(regen.before, page_sizes).encode("utf-8"),
+        "layout-after.svg": layout.render_svg(regen.after, page_sizes).encode("utf-8"),
+    }
+
+
+def source_label(regen: Regeneration) -> str:
+    return f"{regen.source.shown} (sha256 {regen.source.sha256[:16]})"
+
+
+def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
+                    page_sizes: Sequence[int] = kbuild.PAGE_SIZES) -> dict[str, bytes]:
+    files = {
+        SOURCE_NAME: regen.new_text.encode("utf-8"),
+        HEADER_NAME: regen.header_text.encode("utf-8"),
+        **layout_report(regen, page_sizes),
+    }
+    if regen.changed:
+        files[PATCH_NAME] = emit.encode_patch(patch_text(regen, tree))
+    return files
+
+
+def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="relgen-")
