@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_OK, RelgenError
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, RelgenError
 
 KERNEL_FILE = "arch/ia64/kernel/relocate_kernel.S"
 
@@ -104,6 +104,45 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .kbuild import find_kernel_tree
+    from .verify import load_inputs, verify
+
+    tree = find_kernel_tree(args.kernel_tree)
+    inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
+                         include_dirs=args.include)
+    report = verify(inputs)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sys.stdout.write(report.render())
+    return EXIT_OK if report.passed else EXIT_CHECK_FAILED
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .emit import unified_diff
+    from .kbuild import find_kernel_tree
+    from .pipeline import load_source
+    from .region import check_procedures_closed
+    from .rewrite import rewrite_control_page
+    from .syntax import unparse
+
+    if args.path is None:
+        path = find_kernel_tree(args.kernel_tree).relocate_kernel
+        shown = KERNEL_FILE
+    else:
+        path, shown = args.path, KERNEL_FILE
+    source = load_source(path, None)
+    check_procedures_closed(source.module)
+    result = rewrite_control_page(source.module, args.entry)
+    if args.check:
+        return EXIT_OK if result.already_code_first else EXIT_CHECK_FAILED
+    new = unparse(result.module)
+    if new != source.text:
+        sys.stdout.write(unified_diff(source.text.encode("utf-8"), new.encode("utf-8"), shown))
+    return EXIT_OK
+
+
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("path", nargs="?", type=Path, metavar="PATH",
                          help="the .S file (default: the tree's " + KERNEL_FILE + ")")
@@ -152,6 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite_cmd.add_argument("--force", action="store_true",
                              help="replace an output folder relgen did not write")
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
+
+    verify_cmd = commands.add_parser("verify", help="check the outputs with the toolchain")
+    verify_cmd.add_argument("dir", nargs="?", type=Path, default=Path("out"), metavar="DIR",
+                            help="the output folder of relgen rewrite (default: out)")
+    verify_cmd.add_argument("--original", type=Path, metavar="PATH",
+                            help="the file DIR was made from (default: the tree's "
+                            + KERNEL_FILE + ")")
+    verify_cmd.add_argument("--kernel-tree", type=Path, metavar="DIR")
+    verify_cmd.add_argument("-I", dest="include", action="append", type=Path, default=[],
+                            metavar="DIR")
+    verify_cmd.add_argument("--entry", default="relocate_new_kernel", metavar="NAME")
+    verify_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    verify_cmd.set_defaults(run=_cmd_verify)
+
+    diff_cmd = commands.add_parser("diff", help="print the change a rewrite would make")
+    _add_source_arguments(diff_cmd)
+    diff_cmd.add_argument("--check", action="store_true",
+                          help="print nothing; exit 1 if the file is not code-first yet")
+    diff_cmd.set_defaults(run=_cmd_diff)
     return parser
 
 
