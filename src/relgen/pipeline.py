@@ -111,10 +111,14 @@ def _area_facts(result: RewriteResult, before: layout.ControlPageMap
 
 
 def _header_facts(source: SourceFile, result: RewriteResult,
-                  areas: tuple[emit.DataAreaFacts, ...], control_map: layout.ControlPageMap,
-                  code_size: int) -> emit.HeaderFacts:
-    points = tuple(emit.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
-                   for s in control_map.entry_points)
+                  areas: tuple[emit.DataAreaFacts, ...],
+                  control_map: layout.ControlPageMap | None, code_size: int
+                  ) -> emit.HeaderFacts:
+    # a draft knows only that the entry opens the page
+    points = (emit.EntryPointFacts(result.region.entry, 0, True),) if control_map is None \
+        else tuple(
+        emit.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
+        for s in control_map.entry_points)
     return emit.HeaderFacts(
         relgen_version=__version__, input_path=_kernel_path(source), input_sha256=source.sha256,
         entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
@@ -146,9 +150,9 @@ def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
                                      include_dirs=include_dirs, extra_headers={})
     areas = _area_facts(result, before)
     # The regenerated file uses only the area sizes from the header, so a first rendering
-    # (with the old code size, as only the new object can tell the new one) assembles it
-    # exactly as the final header will.
-    draft = emit.render_header(_header_facts(source, result, areas, before, before.code_size))
+    # (with the old code size and only the entry point, as only the new object can tell)
+    # assembles it exactly as the final header will.
+    draft = emit.render_header(_header_facts(source, result, areas, None, before.code_size))
     new_path = workdir / "new" / SOURCE_NAME
     new_path.parent.mkdir(parents=True, exist_ok=True)
     new_path.write_text(new_text, encoding="utf-8", newline="")

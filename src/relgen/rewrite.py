@@ -26,6 +26,7 @@ from .syntax import (
     Instruction,
     Item,
     Label,
+    Line,
     MacroCall,
     Module,
     Preprocessor,
@@ -82,8 +83,12 @@ def _replace_item(module: Module, old: Item, new: Item) -> Module:
 
 
 def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
+    """The entry procedure's own alloc: between its start and its END or the next procedure."""
     for index in region.code_lines():
-        for item in module.lines[index].items:
+        line = module.lines[index]
+        if index > region.start and _bounds_procedure(line, region.entry):
+            break
+        for item in line.items:
             if isinstance(item, Instruction) and item.mnemonic == "alloc":
                 return item
     raise RelgenError(
@@ -91,6 +96,16 @@ def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
         "its register frame and needs `alloc rN=ar.pfs,inputs,locals,outputs,rotating`",
         module.path, module.lines[region.start].number, 1,
         module.lines[region.start].raw.rstrip("\r\n"))
+
+
+def _bounds_procedure(line: Line, entry: str) -> bool:
+    """True for END(entry)/.endp entry, or the start of any procedure."""
+    for item in line.items:
+        if isinstance(item, MacroCall) and item.name in ("END", "GLOBAL_ENTRY", "ENTRY"):
+            return True
+        if isinstance(item, Directive) and item.name in (".endp", ".proc"):
+            return True
+    return False
 
 
 def _alloc_inputs(module: Module, alloc: Instruction) -> tuple[int, ex.Number]:

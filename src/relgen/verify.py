@@ -146,9 +146,72 @@ def _slot(i: kbuild.Instruction) -> str:
     return f"{i.symbol}+0x{i.symbol_offset:03x} slot {i.slot} [{i.unit}]"
 
 
-def compare_instructions(pairs: Sequence[ProcedurePair], expected_rewrites: int
-                         ) -> tuple[Check, int]:
-    """Same instruction for instruction, but for the alloc, the rewrites and nop padding."""
+ADD_IMMEDIATE = re.compile(r"(?:adds|addl|add) (r\d+)=(-?\d+),(r\d+)$")
+MOVE_REGISTER = re.compile(r"mov (r\d+)=(r\d+)$")
+IP_READ = re.compile(r"mov (r\d+)=ip$")
+
+
+@dataclass(frozen=True)
+class AreaArguments:
+    """Where each area was in the original page, and the register it now arrives in."""
+
+    offsets: dict[str, int]  # area name -> offset in the original control page
+    registers: dict[str, str]  # area name -> "r36"
+    region_start: int  # section address of the entry in the original object
+
+
+def _address_formed(old: kbuild.Instruction, before: Sequence[kbuild.Instruction],
+                    areas: AreaArguments) -> tuple[str, int] | None:
+    """(area, offset) that `add rD=imm,rB` forms when rB was set by `mov rB=ip`."""
+    match = ADD_IMMEDIATE.match(old.text)
+    if not match:
+        return None
+    base = match.group(3)
+    anchor = next((i.bundle for i in reversed(before)
+                   if (m := IP_READ.match(i.text)) and m.group(1) == base), None)
+    if anchor is None:
+        return None
+    target = anchor + int(match.group(2)) - areas.region_start
+    inside = [(name, target - offset) for name, offset in areas.offsets.items()
+              if target >= offset]
+    return max(inside, key=lambda pair: areas.offsets[pair[0]]) if inside else None
+
+
+def _address_from_argument(new: kbuild.Instruction, areas: AreaArguments
+                           ) -> tuple[str, int] | None:
+    """(area, offset) that `adds rD=imm,rN` or `mov rD=rN` forms from an area's register."""
+    by_register = {register: name for name, register in areas.registers.items()}
+    if (match := ADD_IMMEDIATE.match(new.text)) and match.group(3) in by_register:
+        return by_register[match.group(3)], int(match.group(2))
+    if (match := MOVE_REGISTER.match(new.text)) and match.group(2) in by_register:
+        return by_register[match.group(2)], 0
+    return None
+
+
+def _same_address(old: kbuild.Instruction, new: kbuild.Instruction,
+                  earlier: Sequence[kbuild.Instruction], areas: AreaArguments) -> str | None:
+    """None when both instructions put the same area address in the same register."""
+    formed = _address_formed(old, earlier, areas)
+    rebased = _address_from_argument(new, areas)
+    if formed is None or rebased is None:
+        return (f"{_slot(old)}: `{old.text}` -> `{new.text}` is not an area address formed "
+                "from the anchor turned into one formed from the area's argument")
+    if old.text.split("=")[0].split()[-1] != new.text.split("=")[0].split()[-1]:
+        return f"{_slot(old)}: the destination register changed"
+    if formed != rebased:
+        return (f"{_slot(old)}: the original forms {formed[0]}+{formed[1]}, the new code "
+                f"{rebased[0]}+{rebased[1]}")
+    return None
+
+
+def compare_instructions(pairs: Sequence[ProcedurePair], expected_rewrites: int,
+                         areas: AreaArguments | None = None) -> tuple[Check, int]:
+    """Same instruction for instruction, but for the alloc, the rewrites and nop padding.
+
+    A rewritten slot passes only when the original formed an area address from the
+    position anchor (`addl r12=8992,r2` after `mov r2=ip`) and the new one forms the same
+    address, area and offset, from the area's argument register (`adds r12=8176,r36`).
+    """
     evidence: list[str] = []
     identical = total = allocs = rewrites = 0
     problems: list[str] = []
@@ -168,6 +231,9 @@ def compare_instructions(pairs: Sequence[ProcedurePair], expected_rewrites: int
                 allocs += 1
             else:
                 rewrites += 1
+                earlier = pair.original[: pair.original.index(old)]
+                if areas is not None and (problem := _same_address(old, new, earlier, areas)):
+                    problems.append(problem)
             evidence.append(line)
         extra_old = pair.original[len(pair.new):]
         extra_new = pair.new[len(pair.original):]
@@ -345,7 +411,12 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES) -> Rep
             checks.append(Check("the layout is the same at every page size", same))
             twin = twins[0]
             checks += check_region(twin, areas)
-            checks.append(compare_instructions(correlate(twin), rewrites)[0])
+            arguments = AreaArguments(
+                {s.name: s.offset for s in twin.before.data_symbols},
+                {name: f"r{32 + int(reg[2:])}"
+                 for name, reg in (expected.argument_registers if expected else {}).items()},
+                twin.before.start)
+            checks.append(compare_instructions(correlate(twin), rewrites, arguments)[0])
             checks.append(check_header_numbers(inputs.header_text, twin, areas))
             layout_text = ("before:\n" + layout.render_text(twin.before, page_sizes)
                            + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
