@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from relgen import kbuild
 from relgen.cli import main
 from relgen.elf import load_object

@@ -1,0 +1,260 @@
+"""layout: the control-page map of real objects (upstream, the 2006 shape, a page-crossing
+entry), its page report, and the text, JSON and SVG views. Expected offsets come from nm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from relgen.elf import load_object
+from relgen.errors import RelgenError
+from relgen.kbuild import PAGE_SIZES, KernelTree, assemble
+from relgen.layout import (
+    ControlPageMap,
+    build_map,
+    map_object_file,
+    page_report,
+    render_svg,
+    render_text,
+    to_json,
+)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SVG = "{http://www.w3.org/2000/svg}"
+STACKS = frozenset({"memory_stack", "register_stack"})
+ENTRY, END = "relocate_new_kernel", "relocate_new_kernel_end"
+
+
+def nm_values(object_path: Path) -> dict[str, int]:
+    output = subprocess.run(
+        ["ia64-linux-gnu-nm", str(object_path)], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        f[2]: int(f[0], 16) for f in (line.split() for line in output.splitlines()) if len(f) == 3
+    }
+
+
+@pytest.fixture(scope="module")
+def objects(
+    upstream_tree: Path, toolchain: None, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The objects of upstream relocate_kernel.S and of the layout fixtures, assembled once."""
+    tree = KernelTree(upstream_tree)
+    workdir = tmp_path_factory.mktemp("layout")
+    sources = {
+        "upstream": tree.relocate_kernel,
+        "2006": FIXTURES / "layout_2006_shape.S",
+        "crossing": FIXTURES / "layout_page_crossing.S",
+    }
+    made = {}
+    for name, source in sources.items():
+        assembled = assemble(source, tree, workdir / name, fatal_warnings=True)
+        made[name] = assembled.object_path
+    return made
+
+
+@pytest.fixture(scope="module")
+def upstream_map(objects: dict[str, Path]) -> ControlPageMap:
+    return map_object_file(objects["upstream"], entry=ENTRY, end_label=END, data_areas=STACKS)
+
+
+@pytest.fixture(scope="module")
+def shape_2006_map(objects: dict[str, Path]) -> ControlPageMap:
+    return map_object_file(objects["2006"], entry=ENTRY, end_label=END, data_areas=STACKS)
+
+
+# ---- the map ---------------------------------------------------------------------------------
+
+
+def test_upstream_map(objects: dict[str, Path], upstream_map: ControlPageMap) -> None:
+    nm = nm_values(objects["upstream"])
+    rows = [(s.name, s.offset, s.size, s.kind, s.is_global) for s in upstream_map.symbols]
+    assert rows == [
+        (ENTRY, 0, nm["memory_stack"] - nm[ENTRY], "code", True),
+        ("memory_stack", nm["memory_stack"], 8192, "data", False),
+        ("register_stack", nm["register_stack"], 8192, "data", False),
+    ]
+    assert (upstream_map.start, upstream_map.end) == (nm[ENTRY], nm[END])
+    assert upstream_map.size == nm[END] - nm[ENTRY]
+    # memory_stack_end is where register_stack begins: folded in, not a piece of its own.
+    assert upstream_map.symbol("register_stack").aliases == ("memory_stack_end",)
+    assert upstream_map.symbol("memory_stack_end").name == "register_stack"
+    assert upstream_map.code_size == upstream_map.code_end == nm["memory_stack"]
+    assert upstream_map.data_size == 16384
+    assert [s.name for s in upstream_map.entry_points] == [ENTRY]
+    assert END not in {s.name for s in upstream_map.symbols}
+
+
+def test_upstream_has_no_page_warnings(upstream_map: ControlPageMap) -> None:
+    for report in page_report(upstream_map, PAGE_SIZES):
+        assert report.warnings == ()
+        assert report.count == -(-upstream_map.size // report.page_size)
+        assert report.boundaries == tuple(
+            range(report.page_size, upstream_map.size, report.page_size)
+        )
+
+
+def test_data_areas_are_the_callers_word(objects: dict[str, Path]) -> None:
+    obj = load_object(objects["upstream"])
+    everything_code = build_map(obj, entry=ENTRY, end_label=END, data_areas=())
+    assert {s.kind for s in everything_code.symbols} == {"code"}
+    assert everything_code.code_size == everything_code.size
+
+
+def test_2006_shape_map(objects: dict[str, Path], shape_2006_map: ControlPageMap) -> None:
+    nm = nm_values(objects["2006"])
+    names = ["relocate_new_kernel", "memory_stack", "register_stack"]
+    names += ["kexec_fake_sal_rendez", "kexec_fake_sal_spin"]
+    assert [s.name for s in shape_2006_map.symbols] == names
+    for symbol in shape_2006_map.symbols:
+        assert symbol.offset == nm[symbol.name] - nm[ENTRY]
+    assert shape_2006_map.end == nm[END]
+    # The size word and what follows it are outside the copied region.
+    assert nm["relocate_new_kernel_size"] >= shape_2006_map.end
+    assert nm["ia64_dump_cpu_regs"] > shape_2006_map.end
+    assert [s.name for s in shape_2006_map.entry_points] == [
+        "relocate_new_kernel",
+        "kexec_fake_sal_rendez",
+        "kexec_fake_sal_spin",
+    ]
+    assert shape_2006_map.symbol("kexec_fake_sal_spin").end == shape_2006_map.size
+    assert shape_2006_map.code_end == shape_2006_map.size
+
+
+@pytest.mark.parametrize("page_size", [4096, 16384])
+def test_2006_shape_entries_beyond_the_first_page(
+    shape_2006_map: ControlPageMap, page_size: int
+) -> None:
+    (report,) = page_report(shape_2006_map, [page_size])
+    kib = page_size // 1024
+    for name in ("kexec_fake_sal_rendez", "kexec_fake_sal_spin"):
+        offset = shape_2006_map.symbol(name).offset
+        expected = f"entry point {name} at 0x{offset:04x} is beyond the first {kib} KiB page"
+        assert any(w.startswith(expected) for w in report.warnings), report.warnings
+    assert not any("relocate_new_kernel " in w for w in report.warnings)
+
+
+def test_2006_shape_fits_in_a_64k_page(shape_2006_map: ControlPageMap) -> None:
+    (report,) = page_report(shape_2006_map, [65536])
+    assert (report.count, report.boundaries, report.warnings) == (1, (), ())
+
+
+def test_an_entry_point_crossing_a_page(objects: dict[str, Path]) -> None:
+    nm = nm_values(objects["crossing"])
+    control_map = map_object_file(
+        objects["crossing"], entry=ENTRY, end_label="region_end", data_areas={"scratch_area"}
+    )
+    crossing = control_map.symbol("crossing_entry")
+    # The fixture is built to straddle the first 4 KiB boundary; make sure it still does.
+    assert crossing.offset == nm["crossing_entry"] < 4096 < nm["region_end"] == crossing.end
+    reports = {r.page_size: r for r in page_report(control_map, PAGE_SIZES)}
+    assert reports[4096].warnings == (
+        f"entry point crossing_entry at 0x{crossing.offset:04x} crosses the 4 KiB page boundary "
+        f"at 0x1000 (it ends at 0x{crossing.end:04x})",
+    )
+    assert all(reports[size].warnings == () for size in (8192, 16384, 65536))
+
+
+def test_missing_labels_are_errors(objects: dict[str, Path]) -> None:
+    obj = load_object(objects["upstream"])
+    with pytest.raises(RelgenError, match="entry no_such_entry"):
+        build_map(obj, entry="no_such_entry", end_label=END, data_areas=STACKS)
+    with pytest.raises(RelgenError, match="end label no_such_end"):
+        build_map(obj, entry=ENTRY, end_label="no_such_end", data_areas=STACKS)
+    with pytest.raises(RelgenError, match="lies before"):
+        build_map(obj, entry="memory_stack", end_label=ENTRY, data_areas=STACKS)
+
+
+# ---- the views -------------------------------------------------------------------------------
+
+
+def test_text_table(shape_2006_map: ControlPageMap) -> None:
+    text = render_text(shape_2006_map, PAGE_SIZES)
+    assert text == render_text(shape_2006_map, PAGE_SIZES)
+    lines = text.splitlines()
+    rendez = shape_2006_map.symbol("kexec_fake_sal_rendez")
+    row = next(line for line in lines if line.startswith(f"0x{rendez.offset:04x}  kexec_fake"))
+    assert row.split()[-4:] == ["code", f"0x{rendez.size:04x}", f"0x{rendez.end:04x}", "global"]
+    stack = next(line for line in lines if " memory_stack " in line)
+    assert stack.split()[2:4] == ["data", "0x2000"]
+    assert "---- 4 KiB page 1 begins at 0x1000 ----" in lines
+    assert "---- 4 KiB page 4, 8 KiB page 2, 16 KiB page 1 begin at 0x4000 ----" in lines
+    # The boundary lines sit between the rows they separate.
+    boundary = lines.index("---- 4 KiB page 1 begins at 0x1000 ----")
+    following = next(line for line in lines[boundary:] if not line.startswith("----"))
+    assert " memory_stack " in lines[boundary - 1] and " register_stack " in following
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 6  # two entries, each beyond the first 4, 8 and 16 KiB page
+    assert (
+        f"warning: entry point kexec_fake_sal_rendez at 0x{rendez.offset:04x} is beyond the "
+        "first 4 KiB page" in text
+    )
+
+
+def test_json(shape_2006_map: ControlPageMap) -> None:
+    data = to_json(shape_2006_map, PAGE_SIZES)
+    assert json.dumps(data) == json.dumps(to_json(shape_2006_map, PAGE_SIZES))
+    assert list(data) == ["region", "symbols", "pages"]
+    assert data["region"]["entry"] == ENTRY
+    assert (data["region"]["start"], data["region"]["end"]) == (
+        shape_2006_map.start,
+        shape_2006_map.end,
+    )
+    assert [s["name"] for s in data["symbols"]] == [s.name for s in shape_2006_map.symbols]
+    assert {"name", "offset", "size", "kind", "global"} <= set(data["symbols"][0])
+    assert all(isinstance(s["offset"], int) and isinstance(s["size"], int) for s in data["symbols"])
+    assert list(data["pages"]) == ["4096", "8192", "16384", "65536"]
+    size = shape_2006_map.size
+    for page_size in PAGE_SIZES:
+        page = data["pages"][str(page_size)]
+        assert page["count"] == -(-size // page_size)
+        assert page["boundaries"] == list(range(page_size, size, page_size))
+    assert len(data["pages"]["4096"]["warnings"]) == 2
+    assert data["pages"]["65536"]["warnings"] == []
+
+
+def test_svg(shape_2006_map: ControlPageMap) -> None:
+    svg = render_svg(shape_2006_map, PAGE_SIZES)
+    assert svg == render_svg(shape_2006_map, PAGE_SIZES)
+    root = ElementTree.fromstring(svg)
+    assert root.tag == f"{SVG}svg"
+    pieces = [r for r in root.iter(f"{SVG}rect") if r.get("class") in ("code", "data")]
+    assert [(r.get("data-symbol"), r.get("class")) for r in pieces] == [
+        (s.name, s.kind) for s in shape_2006_map.symbols
+    ]
+    # To scale: every piece's width is proportional to its size, and they tile the bar.
+    (region,) = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "region"]
+    assert int(region.get("data-size", "0")) == shape_2006_map.size
+    scale = float(region.get("width", "0")) / shape_2006_map.size
+    # The bar behind it is whole pages of the smallest size.
+    (pages,) = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "pages"]
+    extent = int(pages.get("data-size", "0"))
+    assert extent % 4096 == 0 and extent - 4096 < shape_2006_map.size <= extent
+    assert float(pages.get("width", "0")) == pytest.approx(extent * scale, abs=0.01)
+    for rect, symbol in zip(pieces, shape_2006_map.symbols, strict=True):
+        assert float(rect.get("width", "0")) == pytest.approx(symbol.size * scale, abs=0.01)
+    lines = [line for line in root.iter(f"{SVG}line") if line.get("class") == "page-boundary"]
+    size = shape_2006_map.size
+    left = float(pieces[0].get("x", "0"))
+    for page_size in PAGE_SIZES:
+        of_size = [line for line in lines if line.get("data-page-size") == str(page_size)]
+        expected = list(range(page_size, size, page_size))
+        assert [int(line.get("data-offset", "-1")) for line in of_size] == expected
+        for line, offset in zip(of_size, expected, strict=True):
+            assert float(line.get("x1", "0")) == pytest.approx(left + offset * scale, abs=0.01)
+    labels = {t.get("data-symbol"): t.text for t in root.iter(f"{SVG}text") if t.get("data-symbol")}
+    for entry in shape_2006_map.entry_points:
+        assert labels[entry.name] == f"{entry.name} 0x{entry.offset:04x}"
+    legend = [r.get("class") for r in root.iter(f"{SVG}rect") if "swatch" in r.get("class", "")]
+    assert legend == ["swatch code", "swatch data"]
+
+
+def test_svg_of_upstream_has_no_label_off_the_picture(upstream_map: ControlPageMap) -> None:
+    root = ElementTree.fromstring(render_svg(upstream_map, [4096]))
+    width = float(root.get("width", "0"))
+    for text in root.iter(f"{SVG}text"):
+        assert 0 <= float(text.get("x", "0")) <= width
