@@ -1,7 +1,26 @@
 #!/usr/bin/env bash
-# The main job on the real upstream file: round trip and summary of the parse.
+# The main job on the real upstream file: rewrite, then verify with the real toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RELGEN=.venv/bin/relgen
 TREE=.cache/linux-source-6.1
-$RELGEN parse --check "$TREE/arch/ia64/kernel/relocate_kernel.S"
+SOURCE="$TREE/arch/ia64/kernel/relocate_kernel.S"
+
+echo "== relgen parse --check (lossless round trip of the upstream file)"
+$RELGEN parse --check "$SOURCE"
+echo
+echo "== relgen rewrite -> out/"
+$RELGEN rewrite --kernel-tree "$TREE" -o out --force
+echo
+echo "== relgen verify out/"
+$RELGEN verify out --kernel-tree "$TREE"
+echo
+echo "outputs are in out/: relocate_kernel.S, kexec_control_page.h, relocate_kernel.patch,"
+echo "layout.txt, layout.json, layout-before.svg, layout-after.svg"
+.venv/bin/python - <<'PY'
+import json
+data = json.load(open("out/layout.json"))
+size = {side: data[side]["region"]["end"] - data[side]["region"]["start"]
+        for side in ("before", "after")}
+print(f"control page: {size['before']} bytes before, {size['after']} bytes after")
+PY
