@@ -66,14 +66,15 @@ def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[
 
 def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
                include_dirs: Sequence[Path] = (), page_size: int | None = None,
-               extra_headers: dict[str, str] | None = None,
+               extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
                ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
     """Assemble `source` and map its control page; which symbols are data, the tree says."""
     region = find_region(source.module, entry)
     headers = extra_headers if extra_headers is not None else \
         companion_headers(source, include_dirs)
     assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
-                                include_dirs=include_dirs, extra_headers=headers)
+                                include_dirs=include_dirs, extra_headers=headers,
+                                fatal_warnings=fatal_warnings)
     obj = load_object(assembled.object_path)
     control_map = layout.build_map(obj, entry=entry, end_label=region.end_label,
                                    data_areas=[a.name for a in region.data_areas])
