@@ -529,9 +529,10 @@ class _Group:
 
     __slots__ = ("start", "end")
 
-    def __init__(self, changed: list[bool], start: int = 0) -> None:
-        self.start = start
-        self.end = start
+    def __init__(self, changed: list[bool]) -> None:
+        """The first run, at the top of the file."""
+        self.start = 0
+        self.end = 0
         while self.end < len(changed) and changed[self.end]:
             self.end += 1
 
