@@ -82,20 +82,37 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from .outputs import check_output_folder, write_output_folder
-    from .pipeline import regenerate, rewrite_outputs, scratch_folder
+    from .pipeline import primary_outputs, regenerate, rewrite_outputs, scratch_folder
+    from .verify import load_inputs, verify
 
     check_output_folder(args.output, force=args.force)
     tree, source = _tree_and_source(args)
     with scratch_folder() as work:
         regen = regenerate(source, tree, Path(work), entry=args.entry,
                            include_dirs=args.include)
-        files = rewrite_outputs(regen, tree)
+        # Verify before writing: the patch's commit message states what was checked.
+        staged = Path(work) / "staged"
+        staged.mkdir()
+        for name, data in primary_outputs(regen).items():
+            (staged / name).write_bytes(data)
+        inputs = load_inputs(staged, tree, original=source.path, entry=args.entry,
+                             include_dirs=args.include)
+        report = verify(inputs, with_patch=False)
+        if not report.passed:
+            sys.stdout.write(report.render())
+            print("relgen rewrite: the regenerated file failed verification; nothing written",
+                  file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        files = rewrite_outputs(regen, tree, instructions_compared=report.instructions_compared)
     write_output_folder(args.output, files, force=args.force)
     if regen.changed:
         print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
               f"{len(regen.result.data_areas)} data areas passed in as arguments")
     else:
         print(f"{source.shown}: already in code-first layout; nothing to change")
+    passed = sum(check.passed for check in report.checks)
+    print(f"verified before writing: {passed} checks passed ({report.instructions_compared} "
+          "instructions compared)")
     print(f"control page: {regen.before.size} bytes before, {regen.after.size} bytes after")
     if regen.standins:
         print("note: no kernel build in the tree; assembled with generated stand-ins for "

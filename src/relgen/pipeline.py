@@ -227,15 +227,18 @@ def source_label(regen: Regeneration) -> str:
     return f"{regen.source.shown} (sha256 {regen.source.sha256[:16]})"
 
 
+def primary_outputs(regen: Regeneration) -> dict[str, bytes]:
+    """The regenerated source and its header: what verification needs."""
+    return {SOURCE_NAME: regen.new_text.encode("utf-8"),
+            HEADER_NAME: regen.header_text.encode("utf-8")}
+
+
 def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
-                    page_sizes: Sequence[int] = kbuild.PAGE_SIZES) -> dict[str, bytes]:
-    files = {
-        SOURCE_NAME: regen.new_text.encode("utf-8"),
-        HEADER_NAME: regen.header_text.encode("utf-8"),
-        **layout_report(regen, page_sizes),
-    }
+                    page_sizes: Sequence[int] = kbuild.PAGE_SIZES,
+                    instructions_compared: int | None = None) -> dict[str, bytes]:
+    files = {**primary_outputs(regen), **layout_report(regen, page_sizes)}
     if regen.changed:
-        files[PATCH_NAME] = emit.encode_patch(patch_text(regen, tree))
+        files[PATCH_NAME] = emit.encode_patch(patch_text(regen, tree, instructions_compared))
     return files
 
 
