@@ -172,3 +172,15 @@ def test_procedure_without_end() -> None:
     with pytest.raises(RelgenError, match="never closed") as caught:
         rg.check_procedures_closed(syntax.parse(text, "case.S"))
     assert caught.value.line == 4
+
+
+def test_anchor_read_without_an_explicit_bundle() -> None:
+    bundle = "{\n\trsm psr.i| psr.ic\n\tmov r2=ip\n}\n"
+    assert bundle in LINUX61_SHAPE
+    plain = LINUX61_SHAPE.replace(bundle, "\tmov r2=ip\n\trsm psr.i| psr.ic\n")
+    result = rw.rewrite_control_page(syntax.parse(plain))
+    assert [r.new for r in result.rewritten] == ["add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4",
+                                                 "mov r8=in5"]
+    # after another instruction, ip is no longer known to be the label's address
+    late = LINUX61_SHAPE.replace(bundle, "\trsm psr.i| psr.ic\n\tmov r2=ip\n")
+    check_error(late, 14, "register r2, whose value relgen cannot tell here")

@@ -86,7 +86,7 @@ def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
     """The entry procedure's own alloc: between its start and its END or the next procedure."""
     for index in region.code_lines():
         line = module.lines[index]
-        if index > region.start and _bounds_procedure(line, region.entry):
+        if index > region.start and _bounds_procedure(line):
             break
         for item in line.items:
             if isinstance(item, Instruction) and item.mnemonic == "alloc":
@@ -98,8 +98,8 @@ def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
         module.lines[region.start].raw.rstrip("\r\n"))
 
 
-def _bounds_procedure(line: Line, entry: str) -> bool:
-    """True for END(entry)/.endp entry, or the start of any procedure."""
+def _bounds_procedure(line: Line) -> bool:
+    """True for a line that ends a procedure or starts one."""
     for item in line.items:
         if isinstance(item, MacroCall) and item.name in ("END", "GLOBAL_ENTRY", "ENTRY"):
             return True
@@ -151,25 +151,24 @@ class _Known:
 
 
 def _bundle_label(module: Module, target: Item) -> str | None:
-    """The label whose address `mov rX=ip` reads: the label right before its bundle."""
+    """The label whose address `mov rX=ip` reads: the label right before its bundle.
+
+    That is the label right before the explicit bundle `{ ... }` that holds it, or right
+    before the instruction itself (GAS starts a new bundle at a label).
+    """
     flat: list[Item] = [item for _, item in module.items()]
     position = flat.index(target)
-    seen_bundle_open = False
+    in_bundle = _inside_bundle(flat, position)
     for item in reversed(flat[:position]):
-        kind = item.kind
-        if kind == "comment":
+        if item.kind == "comment":
             continue
-        if kind == "bundle_open" and not seen_bundle_open:
-            seen_bundle_open = True
+        if in_bundle:
+            if item.kind == "bundle_open":
+                in_bundle = False
+            elif not isinstance(item, Instruction | Directive):
+                return None
             continue
-        if isinstance(item, Label):
-            return item.name
-        if seen_bundle_open:
-            return None
-        # instructions before it in the same explicit bundle are allowed
-        if isinstance(item, Instruction | Directive) and _inside_bundle(flat, position):
-            continue
-        return None
+        return item.name if isinstance(item, Label) else None
     return None
 
 
