@@ -197,3 +197,22 @@ def test_cli_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     first = tree["statements"][1]
     assert first == {"kind": "macro_call", "text": "GLOBAL_ENTRY(crlf_entry)", "line": 2,
                      "column": 1}
+
+
+def test_gas_integers_octal_hex_decimal() -> None:
+    operands = syntax.parse("\tdata8 017, 0x1f, 10, 0\n").lines[0].items[0].operands  # type: ignore
+    assert [op.value for op in operands] == [15, 31, 10, 0]
+    with pytest.raises(RelgenError) as caught:
+        syntax.parse("\tmov r8=08\n", "bad.S")
+    assert (caught.value.line, caught.value.column) == (1, 9)
+    assert caught.value.message.startswith("08 is not a number: GAS reads a leading 0 as octal")
+
+
+def test_positions_count_only_newlines() -> None:
+    # a form feed or a lone CR is white space inside a line, not a line break
+    with pytest.raises(RelgenError) as caught:
+        syntax.parse("\f\f\fmov r8=r0+", "ff.S")
+    assert (caught.value.line, caught.value.column) == (1, 14)  # just past the end
+    assert caught.value.source_line == "\f\f\fmov r8=r0+"
+    module = syntax.parse("\tnop 0\r\n\f\tnop 1\n\tnop 2\n")
+    assert [line.number for line in module.lines] == [1, 2, 3]

@@ -287,7 +287,9 @@ def _parser() -> Lark:
         str(data_dir("grammars") / "ia64.lark"),
         parser="lalr",
         lexer="contextual",
-        propagate_positions=True,
+        # Positions come from the tokens, which lark always keeps; propagating them to
+        # every tree node cost about 30% of the parse time (bench/run.py).
+        propagate_positions=False,
         maybe_placeholders=False,
         cache=True,
     )
@@ -328,6 +330,13 @@ def _first_token(children: Sequence[object]) -> Token:
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 
 
+def gas_integer(text: str) -> int:
+    """A GAS integer literal: 0x... hexadecimal, a leading 0 octal, else decimal."""
+    if text[:2] in ("0x", "0X"):
+        return int(text, 16)
+    return int(text, 8) if len(text) > 1 and text[0] == "0" else int(text, 10)
+
+
 def split_macro_args(text: str) -> tuple[str, ...]:
     """`(a, (b, c), d)` -> ('a', '(b, c)', 'd'), each stripped."""
     inner = text[1:-1]
@@ -357,7 +366,7 @@ class _ToNodes(Transformer):
 
     def number(self, children: list[Token]) -> ex.Number:
         token = children[0]
-        return ex.Number(str(token), int(strip_space(token), 0))
+        return ex.Number(str(token), gas_integer(strip_space(token)))
 
     def local_ref(self, children: list[Token]) -> ex.LocalRef:
         token = children[0]
@@ -469,23 +478,24 @@ class _ToNodes(Transformer):
                          args=split_macro_args(str(children[1])))
 
     # --- lines
-    @v_args(tree=True)
-    def line(self, tree: Tree) -> Line:
-        *items, ending = tree.children
-        line_number = tree.meta.line if not tree.meta.empty else ending.line
-        return Line(tuple(items), str(ending), line_number)
+    # Lines are numbered in `start`, by counting the newlines before each one.
+    def line(self, children: list) -> Line:
+        *items, ending = children
+        return Line(tuple(items), str(ending), 0)
 
-    @v_args(tree=True)
-    def last_line(self, tree: Tree) -> Line:
-        children = list(tree.children)
+    def last_line(self, children: list) -> Line:
         ending = ""
         if children and isinstance(children[-1], Token) and children[-1].type == "EOF_SPACE":
             ending = str(children.pop())
-        line_number = tree.meta.line if not tree.meta.empty else 1
-        return Line(tuple(children), ending, line_number)
+        return Line(tuple(children), ending, 0)
 
     def start(self, children: list[Line]) -> tuple[Line, ...]:
-        return tuple(children)
+        numbered = []
+        number = 1
+        for line in children:
+            numbered.append(replace(line, number=number))
+            number += line.raw.count("\n")
+        return tuple(numbered)
 
 
 def _split_operands(children: Sequence[object]) -> tuple[tuple[ex.Expr, ...], list[str]]:
@@ -504,6 +514,8 @@ _TERMINAL_WORDS = {
     "PREDICATE": "a predicate", "CALL_NAME": "a macro call", "MACRO_ARGS": "macro arguments",
     "PP": "a preprocessor line", "$END": "the end of the file", "TAG": "a tag",
     "EOF_SPACE": "white space at the end of the file", "DOT": "'.'",
+    "AT_NAME": "an @keyword", "RELOC_OP": "a relocation operator", "BANG": "'!'",
+    "TILDE": "'~'", "MINUS": "'-'", "PLUS": "'+'",
 }
 
 
@@ -522,10 +534,15 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenErro
         if token.type == "NAME":
             message += " (two statements on one line need a ';' or ';;' between them)"
     elif isinstance(error, UnexpectedCharacters):
-        message = f"unexpected character {text[error.pos_in_stream]!r}"
+        octal = re.match(r"0[0-9]+", text[error.pos_in_stream:])
+        if octal:
+            message = (f"{octal.group(0)} is not a number: GAS reads a leading 0 as octal, "
+                       "which has no 8 or 9")
+        else:
+            message = f"unexpected character {text[error.pos_in_stream]!r}"
     elif isinstance(error, UnexpectedEOF | UnexpectedToken):
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
         message = "unexpected end of file"
     else:  # pragma: no cover - lark has no other kinds
         message = str(error).splitlines()[0]
@@ -537,8 +554,9 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenErro
 
 
 def _source_line(text: str, line: int) -> str | None:
-    lines = text.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else None
+    """Line `line` as lark counts lines: only "\\n" ends one (not "\\f" or a lone "\\r")."""
+    lines = text.split("\n")
+    return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else None
 
 
 def decode_source(data: bytes, path: str) -> str:
@@ -552,7 +570,9 @@ def decode_source(data: bytes, path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        # in characters, so that the caret stands under the byte in the decoded line
+        column = len(data[line_start:error.start].decode("utf-8", "replace")) + 1
         bad = data[error.start:error.start + 1].hex()
         source = data.split(b"\n")[line - 1].decode("utf-8", "replace").rstrip("\r")
         raise RelgenError(f"not UTF-8: byte 0x{bad} cannot be decoded", path, line, column,
