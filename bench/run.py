@@ -1,0 +1,415 @@
+"""relgen's benchmark: how relgen's own work compares with the toolchain it sits next to.
+
+It prints ratios in plain text and asserts nothing (no timed tests: timings belong to the
+machine, not to the code). Sections:
+
+  (a) the in-process round trip (read + parse + unparse, grammar loaded once, after a warm-up)
+      of the 33-file Linux 6.1 arch/ia64 corpus versus preprocessing and assembling the same
+      files with cpp + ia64-linux-gnu-as -x, one subprocess after another (relgen.kbuild's
+      assemble(), the recipe relgen itself uses);
+  (b) `relgen rewrite` end to end on relocate_kernel.S versus cpp + as of that one file;
+  (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
+      lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
+  (d) a cProfile of the corpus parse: the top functions by own time, and the split between
+      lark's parse and relgen's tree building.
+
+Every figure is the best of --repeat runs. Run it with `make bench` (or
+`.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from relgen.errors import RelgenError
+from relgen.kbuild import KernelTree, assemble, find_kernel_tree
+from relgen.syntax import parse, read_source, unparse
+
+ROOT = Path(__file__).resolve().parent.parent
+# the venv's scripts sit next to its interpreter, which is the one running this file
+BIN = Path(sys.executable).parent
+RELGEN = BIN / "relgen"
+RELOCATE_KERNEL = Path("arch") / "ia64" / "kernel" / "relocate_kernel.S"
+
+
+def corpus(tree: Path) -> list[Path]:
+    """The 33 ia64 assembly files (as tests/conftest.py picks them; the .lds.S linker scripts
+    are not assembly). Not imported from there: conftest needs pytest."""
+    return sorted(
+        p for p in (tree / "arch" / "ia64").rglob("*.S") if not p.name.endswith(".lds.S")
+    )
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    """The shortest of `repeat` timed calls: the least disturbed by the rest of the machine."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ratio(mine: float, theirs: float) -> str:
+    return f"{mine / theirs:.2f}" if theirs > 0 else "n/a"
+
+
+def first_line(command: Sequence[str]) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError:
+        return "not found"
+    return (result.stdout or result.stderr).splitlines()[0] if result.stdout or result.stderr \
+        else "?"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def print_header(tree: KernelTree, repeat: int) -> None:
+    from importlib.metadata import version
+
+    # the CPUs this process may run on, which is what `nproc` prints
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print("relgen benchmark")
+    print(f"date:       {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}")
+    print(f"machine:    {platform.machine()}, nproc {nproc}, {cpu_model()}")
+    print(f"system:     {platform.platform()}")
+    print(f"python:     {platform.python_version()} ({sys.executable})")
+    print(f"lark:       {version('lark')}")
+    print(f"assembler:  {first_line(['ia64-linux-gnu-as', '--version'])}")
+    print(f"cpp:        {first_line(['cpp', '--version'])}")
+    print(f"tree:       {tree.root}")
+    print(f"method:     best of {repeat} runs, time.perf_counter")
+
+
+# ---------------------------------------------------------------------------- (a) corpus
+
+
+@dataclass
+class CorpusTimes:
+    files: list[Path]
+    # per repetition, per file: seconds
+    relgen: list[list[float]]
+    toolchain: list[list[float]]
+    # file -> "ok" or the stage and first line of the error that stopped it
+    outcome: dict[Path, str]
+
+    def best(self, side: list[list[float]], keep: Sequence[int]) -> float:
+        """The best repetition's total over the files at the indices `keep`."""
+        return min(sum(run[i] for i in keep) for run in side)
+
+
+def round_trip(path: Path) -> None:
+    text = read_source(path)
+    if unparse(parse(text, str(path))) != text:
+        raise SystemExit(f"bench: round trip failed on {path}; fix the parser first")
+
+
+def toolchain_one(path: Path, tree: KernelTree, workdir: Path) -> str:
+    """cpp + as -x on one file; files that need a real kernel build fail in cpp or as, and
+    what they cost up to there is still counted."""
+    try:
+        assemble(path, tree, workdir)
+    except RelgenError as error:
+        # kbuild names the failing tool at the end of the message's first line
+        message = error.message.splitlines()[0] if error.message else "?"
+        stage = "cpp" if message.endswith("(cpp)") else "as"
+        return f"{stage} error: {message}"
+    return "ok"
+
+
+def measure_corpus(tree: KernelTree, repeat: int) -> CorpusTimes:
+    files = corpus(tree.root)
+    outcome: dict[Path, str] = {}
+    # warm-up: loads the grammar, fills the page cache, and learns each file's outcome
+    for path in files:
+        round_trip(path)
+    with tempfile.TemporaryDirectory(prefix="relgen-bench-") as folder:
+        for index, path in enumerate(files):
+            outcome[path] = toolchain_one(path, tree, Path(folder) / f"w{index}")
+        relgen_runs: list[list[float]] = []
+        toolchain_runs: list[list[float]] = []
+        for run in range(repeat):
+            times = []
+            for path in files:
+                start = time.perf_counter()
+                round_trip(path)
+                times.append(time.perf_counter() - start)
+            relgen_runs.append(times)
+            times = []
+            for index, path in enumerate(files):
+                # a fresh workdir per file and run, as a one-off `relgen` call would have
+                workdir = Path(folder) / f"r{run}-{index}"
+                start = time.perf_counter()
+                toolchain_one(path, tree, workdir)
+                times.append(time.perf_counter() - start)
+            toolchain_runs.append(times)
+    return CorpusTimes(files, relgen_runs, toolchain_runs, outcome)
+
+
+def report_corpus(times: CorpusTimes, tree: KernelTree) -> None:
+    everything = range(len(times.files))
+    assembled = [i for i, p in enumerate(times.files) if times.outcome[p] == "ok"]
+    size = sum(p.stat().st_size for p in times.files)
+    print()
+    print(f"(a) corpus round trip: {len(times.files)} files, {size} bytes, arch/ia64 of Linux 6.1")
+    print("    relgen:    read + parse + unparse in this process, grammar already loaded")
+    print("    toolchain: cpp + ia64-linux-gnu-as -x per file, sequential subprocesses")
+    print(f"    {'files':<34} {'relgen s':>9} {'toolchain s':>12} {'relgen/toolchain':>17}")
+    rows = [(f"all {len(everything)}", everything),
+            (f"the {len(assembled)} that assemble", assembled)]
+    for label, keep in rows:
+        mine = times.best(times.relgen, keep)
+        theirs = times.best(times.toolchain, keep)
+        print(f"    {label:<34} {mine:>9.3f} {theirs:>12.3f} {ratio(mine, theirs):>17}")
+    print("    (ratio <= 1.00 means relgen is no slower than the toolchain)")
+    failed = [p for p in times.files if times.outcome[p] != "ok"]
+    if failed:
+        print(f"    {len(failed)} files do not assemble without a kernel build (stand-in "
+              "headers only); their")
+        print("    toolchain time counts cpp, and as where cpp got through:")
+        for path in failed:
+            name = str(path.relative_to(tree.root))
+            print(f"      {name:<30} {times.outcome[path][:64]}")
+    slowest = sorted(everything, key=lambda i: -min(run[i] for run in times.relgen))[:5]
+    print("    slowest files for relgen (best s, relgen / toolchain):")
+    for i in slowest:
+        mine = min(run[i] for run in times.relgen)
+        theirs = min(run[i] for run in times.toolchain)
+        name = str(times.files[i].relative_to(tree.root))
+        print(f"      {name:<40} {mine:>7.4f} {theirs:>7.4f}")
+
+
+# ---------------------------------------------------------------------------- (b) rewrite
+
+
+def rewrite_available() -> bool:
+    """Whether this relgen has the rewrite subcommand: its --help lists it."""
+    if not RELGEN.is_file():
+        return False
+    result = subprocess.run([str(RELGEN), "--help"], capture_output=True, text=True,
+                            check=False)
+    return any(line.split()[:1] == ["rewrite"] for line in result.stdout.splitlines())
+
+
+def report_rewrite(tree: KernelTree, repeat: int) -> None:
+    print()
+    if not rewrite_available():
+        print("(b) skipped: relgen rewrite not available")
+        return
+    source = tree.root / RELOCATE_KERNEL
+    with tempfile.TemporaryDirectory(prefix="relgen-bench-") as folder:
+        command = [str(RELGEN), "rewrite", str(source), "--kernel-tree", str(tree.root),
+                   "-o", str(Path(folder) / "out"), "--force"]
+        failure: list[str] = []
+
+        def rewrite() -> None:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0 and not failure:
+                failure.append(f"exit {result.returncode}: "
+                               + (result.stderr.strip().splitlines() or ["?"])[0])
+
+        rewrite()  # warm-up: the grammar cache and the page cache
+        mine = best_of(repeat, rewrite)
+        # a fresh workdir per run, as relgen's own assembling has
+        workdirs = (Path(folder) / f"t{n}" for n in itertools.count())
+        toolchain_one(source, tree, next(workdirs))
+        theirs = best_of(repeat, lambda: toolchain_one(source, tree, next(workdirs)))
+    print(f"(b) relgen rewrite end to end vs cpp + as, {RELOCATE_KERNEL}")
+    print("    relgen:    `relgen rewrite FILE --kernel-tree TREE -o DIR --force`, a subprocess")
+    print("               (interpreter start, parse, rewrite, assembling both, outputs)")
+    print("    toolchain: cpp + ia64-linux-gnu-as -x of the same file")
+    if failure:
+        print(f"    relgen rewrite FAILED ({failure[0][:80]}); its time is not meaningful")
+    print(f"    {'relgen s':>9} {'toolchain s':>12} {'relgen/toolchain':>17}")
+    print(f"    {mine:>9.3f} {theirs:>12.3f} {ratio(mine, theirs):>17}")
+
+
+# ---------------------------------------------------------------------------- (c) start-up
+
+_STARTUP = """
+import json, time
+start = time.perf_counter()
+import lark
+with_lark = time.perf_counter()
+import relgen.syntax as syntax
+imported = time.perf_counter()
+syntax.parse("", "<bench>")  # the first parse loads the grammar; "" costs nothing more
+loaded = time.perf_counter()
+print(json.dumps({"lark": with_lark - start, "relgen": imported - with_lark,
+                  "grammar": loaded - imported}))
+"""
+
+
+def interpreter_seconds() -> float:
+    """Wall time of a fresh interpreter doing nothing: the floor of any `relgen` command."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - start
+
+
+def startup_run(tmpdir: str) -> dict[str, float]:
+    # lark's cache=True keeps the compiled grammar in tempfile.gettempdir(), which follows
+    # TMPDIR: a private TMPDIR gives a cold or warm cache without touching the shared one
+    env = dict(os.environ, TMPDIR=tmpdir)
+    result = subprocess.run([sys.executable, "-c", _STARTUP], check=True, env=env,
+                            capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+def heaviest_imports(count: int = 3) -> list[tuple[int, str]]:
+    """The modules with the most own import time in `import relgen.syntax` (-X importtime)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import relgen.syntax"],
+                            capture_output=True, text=True, check=True)
+    rows: list[tuple[int, str]] = []
+    for line in result.stderr.splitlines():
+        # "import time:   self [us] | cumulative | imported package"
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            rows.append((int(parts[0]), parts[2].strip()))
+    return sorted(rows, reverse=True)[:count]
+
+
+def report_startup(repeat: int) -> None:
+    interpreter = min(interpreter_seconds() for _ in range(repeat))
+    cold: list[dict[str, float]] = []
+    warm: list[dict[str, float]] = []
+    cache_written = False
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="relgen-bench-tmp-") as tmpdir:
+            cold.append(startup_run(tmpdir))
+            cache_written = cache_written or any(Path(tmpdir).glob(".lark_cache_*.tmp"))
+            warm.append(startup_run(tmpdir))
+    runs = cold + warm
+    lark_import = min(r["lark"] for r in runs)
+    relgen_import = min(r["relgen"] for r in runs)
+    cold_load = min(r["grammar"] for r in cold)
+    warm_load = min(r["grammar"] for r in warm)
+    print()
+    print("(c) start-up, in fresh interpreters (best s)")
+    rows = [
+        ("interpreter start (python -c pass, wall)", interpreter),
+        ("import lark", lark_import),
+        ("import relgen.syntax, lark already imported", relgen_import),
+        ("import relgen.syntax in all", min(r["lark"] + r["relgen"] for r in runs)),
+        ("grammar load, cold (no lark cache file)", cold_load),
+        ("grammar load, warm (lark cache file present)", warm_load),
+    ]
+    for label, seconds in rows:
+        print(f"    {label:<46} {seconds:>8.4f}")
+    print(f"    cache speed-up: {ratio(cold_load, warm_load)}x; cache file written by the cold "
+          f"run: {'yes' if cache_written else 'NO'}")
+    print("    heaviest modules of `import relgen.syntax`, own time (-X importtime, one run):")
+    for micros, module in heaviest_imports():
+        print(f"      {module:<44} {micros / 1e6:>8.4f}")
+
+
+# ---------------------------------------------------------------------------- (d) profile
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    """`package/module.py:line(function)`, without the machine's own folders."""
+    filename, line, function = key
+    if filename == "~":
+        return function  # a built-in
+    path = Path(filename)
+    for anchor in ("site-packages", "src", "lib"):
+        if anchor in path.parts:
+            path = Path(*path.parts[len(path.parts) - path.parts[::-1].index(anchor):])
+            break
+    return f"{path.as_posix()}:{line}({function})"
+
+
+def report_profile(tree: KernelTree, top: int = 5) -> None:
+    texts = [(str(p), read_source(p)) for p in corpus(tree.root)]
+    for path, text in texts:  # warm-up, so the profile holds no grammar load
+        parse(text, path)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for path, text in texts:
+        parse(text, path)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table here
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print()
+    print(f"(d) cProfile of parse() over the corpus (one pass, {total:.3f} s under the profiler)")
+    print(f"    top {top} functions by own time:")
+    print(f"    {'ncalls':>9} {'own s':>7} {'own %':>6} {'cum s':>7}  function")
+    by_own = sorted(entries.items(), key=lambda kv: (-kv[1][2], _where(kv[0])))
+    for key, (_, calls, own, cumulative, _) in by_own[:top]:
+        share = 100 * own / total if total else 0.0
+        print(f"    {calls:>9} {own:>7.3f} {share:>5.1f}% {cumulative:>7.3f}  {_where(key)}")
+    # where the time goes, by phase: lark's lexer + LALR parser, then relgen's tree builder
+    phases = {
+        "lark parse (lex + LALR)": ("lark.py", "parse"),
+        "relgen tree building (Transformer)": ("visitors.py", "transform"),
+    }
+    print("    by phase (cumulative):")
+    for label, (file_end, function) in phases.items():
+        cumulative = max(
+            (value[3] for key, value in entries.items()
+             if key[0].endswith(file_end) and key[2] == function),
+            default=0.0,
+        )
+        share = 100 * cumulative / total if total else 0.0
+        print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, metavar="N",
+                        help="runs per figure; the best is shown (default 5)")
+    parser.add_argument("--kernel-tree", type=Path, metavar="DIR",
+                        help="Linux 6.1 tree (default: as relgen finds it)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    for tool in ("cpp", "ia64-linux-gnu-as"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} not found; run `make setup`", file=sys.stderr)
+            return 2
+    try:
+        tree = find_kernel_tree(args.kernel_tree, start=ROOT)
+    except RelgenError as error:
+        print(f"bench: {error.render()}", file=sys.stderr)
+        return 2
+    print_header(tree, args.repeat)
+    report_corpus(measure_corpus(tree, args.repeat), tree)
+    report_rewrite(tree, args.repeat)
+    report_startup(args.repeat)
+    report_profile(tree)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
