@@ -15,20 +15,21 @@ KERNEL_FILE = "arch/ia64/kernel/relocate_kernel.S"
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
-    from .syntax import parse_file, to_json, unparse
+    from .syntax import parse, read_source, to_json, unparse
 
     status = EXIT_OK
     for path in args.paths:
-        module = parse_file(path)
+        text = read_source(path)  # once: PATH may be a pipe
+        module = parse(text, str(path))
         if args.json:
             print(json.dumps(to_json(module), indent=1))
             continue
         counts = module.kind_counts()
-        summary = ", ".join(f"{counts[k]} {k}" for k in sorted(counts))
+        summary = ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "empty"
         if args.check:
-            if unparse(module) != path.read_bytes().decode("utf-8"):
+            if unparse(module) != text:
                 print(f"{path}: round trip FAILED", file=sys.stderr)
-                status = 1
+                status = EXIT_CHECK_FAILED
                 continue
             print(f"{path}: round trip ok ({summary})")
         else:

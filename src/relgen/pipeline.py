@@ -52,6 +52,13 @@ def load_source(path: Path, tree: kbuild.KernelTree | None) -> SourceFile:
     return SourceFile(path, shown, text, parse(text, str(path)))
 
 
+def require_regular_file(path: Path) -> None:
+    """The assembler reads the source by its path: a pipe read once is gone."""
+    if not path.is_file():
+        raise RelgenError("not a regular file: rewrite assembles the source by its path, so "
+                          "save it to a file first", str(path))
+
+
 def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[str, str]:
     """The generated header an already regenerated file includes: found beside it or in -I."""
     if not includes_header(source.module):
@@ -69,6 +76,7 @@ def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, en
                extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
                ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
     """Assemble `source` and map its control page; which symbols are data, the tree says."""
+    require_regular_file(source.path)
     region = find_region(source.module, entry)
     headers = extra_headers if extra_headers is not None else \
         companion_headers(source, include_dirs)
@@ -136,6 +144,7 @@ def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
                entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
                ) -> Regeneration:
     """Rewrite, assemble both files, and measure them. Nothing is written outside workdir."""
+    require_regular_file(source.path)
     check_procedures_closed(source.module)
     result = rewrite_control_page(source.module, entry)
     new_text = unparse(result.module)

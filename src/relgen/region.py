@@ -96,6 +96,9 @@ def _opens_procedure(line: Line, name: str) -> bool:
 
 def find_entry(module: Module, entry: str) -> int:
     """Index of the first line that opens `entry` (its GLOBAL_ENTRY or its label)."""
+    if all(line.is_blank for line in module.lines):
+        raise RelgenError("the file is empty" if not module.lines else
+                          "the file holds only blank lines", module.path)
     for index, line in enumerate(module.lines):
         if _opens_procedure(line, entry):
             return index
@@ -103,7 +106,8 @@ def find_entry(module: Module, entry: str) -> int:
                       f"label {entry}:)", module.path)
 
 
-def find_size_word(module: Module, entry: str) -> tuple[int, str]:
+def find_size_word(module: Module, entry: str, entry_line: int | None = None
+                   ) -> tuple[int, str]:
     """The line of `dataN END - entry` and END, the label it measures to."""
     for index, item in module.items():
         if isinstance(item, Instruction) and item.kind == "data" and len(item.operands) == 1:
@@ -114,9 +118,10 @@ def find_size_word(module: Module, entry: str) -> tuple[int, str]:
             if form.constant == 0 and len(form.terms) == 2 and form.terms.get(entry) == -1:
                 (end_label,) = (name for name, c in form.terms.items() if c == 1)
                 return index, end_label
-    raise RelgenError(
+    raise _error(
+        module, None if entry_line is None else module.lines[entry_line],
         f"no size word for the control page: expected a line such as `data8 "
-        f"{entry}_end - {entry}` that says where the region of {entry} ends", module.path)
+        f"{entry}_end - {entry}` that says where the region of {entry} ends")
 
 
 def _label_only(line: Line) -> bool:
@@ -160,12 +165,15 @@ def _area_size(directive: Directive) -> int | None:
 def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPageRegion:
     """Locate the control-page region of `entry` and split it into code and data areas."""
     start = find_entry(module, entry)
-    size_word_line, end_label = find_size_word(module, entry)
+    size_word_line, end_label = find_size_word(module, entry, start)
     end = next((i for i, line in enumerate(module.lines)
                 if any(lab.name == end_label for lab in line.labels())), None)
     if end is None:
-        raise _error(module, module.lines[size_word_line],
-                     f"the size word measures to {end_label}, which is never defined")
+        line = module.lines[size_word_line]
+        # point at the name in the size word: the label that is missing
+        column = line.raw.split("\n")[0].find(end_label) + 1 or 1
+        raise _error(module, line, f"the size word measures to {end_label}, which is never "
+                     "defined", column)
     if end < start:
         raise _error(module, module.lines[end],
                      f"the end label {end_label} comes before {entry} itself")
