@@ -24,6 +24,12 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is missing (run `make setup`)")
 
 
+def require_tool(tool: str) -> None:
+    """Skip without `tool` on a developer machine; fail under CI=true."""
+    if shutil.which(tool) is None:
+        _missing(tool)
+
+
 @pytest.fixture(scope="session")
 def upstream_tree() -> Path:
     """The extracted Linux 6.1 tree (arch/ia64, include, scripts)."""
@@ -36,8 +42,7 @@ def upstream_tree() -> Path:
 def toolchain() -> None:
     """The ia64 assembler and friends from binutils-ia64-linux-gnu."""
     for tool in ("ia64-linux-gnu-as", "ia64-linux-gnu-objdump", "ia64-linux-gnu-nm"):
-        if shutil.which(tool) is None:
-            _missing(tool)
+        require_tool(tool)
 
 
 def upstream_corpus(tree: Path) -> list[Path]:

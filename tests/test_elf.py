@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from relgen.elf import IA64_RELOCATION_NAMES, ObjectFile, load_object, relocation_name
 from relgen.errors import RelgenError
 from relgen.kbuild import KernelTree, assemble
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def run(*command: str) -> str:

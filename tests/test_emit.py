@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import FIXTURES, require_tool
 from relgen import __version__
 from relgen.emit import (
     DEFAULT_SUBJECT,
@@ -47,9 +47,7 @@ from relgen.emit import (
 )
 from relgen.errors import RelgenError
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RELOCATE = "arch/ia64/kernel/relocate_kernel.S"
-IN_CI = os.environ.get("CI") == "true"
 
 AREAS = (
     DataAreaFacts("memory_stack", "KEXEC_MEMORY_STACK_SIZE", 8192, "in4", "memory_stack"),
@@ -82,16 +80,9 @@ PATCH_FACTS = PatchFacts(
 GIT_ASM_XFUNCNAME = r"^(([A-Za-z_.$][A-Za-z0-9_.$]*:|([A-Z_]*_)?ENTRY(_[A-Z_]+)?\().*)$"
 
 
-def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        if IN_CI:
-            pytest.fail(f"{tool} is missing under CI=true; `make setup` installs it")
-        pytest.skip(f"{tool} is missing")
-
-
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """git with no user or system configuration, so only what a test sets counts."""
-    need("git")
+    require_tool("git")
     env = {
         **os.environ,
         "HOME": str(cwd),
@@ -229,7 +220,7 @@ def test_header_facts_take_plain_tuples() -> None:
 
 def compile_c(tmp: Path, header: str, body: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """`gcc -fsyntax-only` (or the `flags` given) on a C file that includes the header."""
-    need("gcc")
+    require_tool("gcc")
     (tmp / "kexec_control_page.h").write_text(header)
     source = tmp / "use.c"
     source.write_text('struct ia64_boot_param;\n#include "kexec_control_page.h"\n' + body)
@@ -313,7 +304,7 @@ def test_header_guards_fire(tmp_path: Path, change: dict[str, object], message: 
 
 
 def preprocess_assembly(tmp: Path, header: str) -> subprocess.CompletedProcess[str]:
-    need("gcc")
+    require_tool("gcc")
     (tmp / "kexec_control_page.h").write_text(header)
     source = tmp / "use.S"
     source.write_text('#include "kexec_control_page.h"\n')
@@ -753,7 +744,7 @@ def test_format_patch_goes_through_git_am(tmp_path: Path, upstream_tree: Path) -
 
 @pytest.mark.upstream
 def test_checkpatch_finds_only_the_new_file_warning(tmp_path: Path, upstream_tree: Path) -> None:
-    need("perl")
+    require_tool("perl")
     _, _, mail = full_patch(upstream_tree)
     patch = tmp_path / "relocate_kernel.patch"
     patch.write_bytes(encode_patch(mail))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from relgen.errors import RelgenError, ToolError
 from relgen.kbuild import (
     PAGE_SIZES,
@@ -22,7 +23,6 @@ from relgen.kbuild import (
     parse_page_sizes,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 STANDINS = ("include/generated/autoconf.h", "include/generated/asm-offsets.h")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from relgen.elf import load_object
 from relgen.errors import RelgenError
 from relgen.kbuild import PAGE_SIZES, KernelTree, assemble
@@ -23,7 +24,6 @@ from relgen.layout import (
     to_json,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SVG = "{http://www.w3.org/2000/svg}"
 STACKS = frozenset({"memory_stack", "register_stack"})
 ENTRY, END = "relocate_new_kernel", "relocate_new_kernel_end"
