@@ -234,7 +234,7 @@ def _entry_warnings(control_map: ControlPageMap, page_size: int) -> tuple[str, .
         if first_page > 0:
             warnings.append(
                 f"entry point {symbol.name} at 0x{symbol.offset:04x} is beyond the first "
-                f"{name} page (it is in page {first_page}, "
+                f"{name} page (it is in page {first_page + 1}, "
                 f"from 0x{first_page * page_size:04x})"
             )
         if last_page != first_page:
@@ -289,7 +289,7 @@ def _boundary_lines(reports: Sequence[PageReport]) -> dict[int, str]:
     at: dict[int, list[str]] = {}
     for report in sorted(reports, key=lambda r: r.page_size):
         for offset in report.boundaries:
-            page = offset // report.page_size
+            page = offset // report.page_size + 1  # counted from 1, as a reader counts
             at.setdefault(offset, []).append(f"{page_size_name(report.page_size)} page {page}")
     return {
         offset: f"---- {', '.join(names)} {'begins' if len(names) == 1 else 'begin'} "
@@ -426,7 +426,7 @@ def render_svg(control_map: ControlPageMap, page_sizes: Sequence[int]) -> str:
                 f'<line class="page-boundary" data-page-size="{report.page_size}" '
                 f'data-offset="{offset}" x1="{x}" y1="{bar_top}" x2="{x}" y2="{lane_bottom}">'
                 f"<title>{page_size_name(report.page_size)} page "
-                f"{offset // report.page_size} begins at 0x{offset:04x}</title></line>"
+                f"{offset // report.page_size + 1} begins at 0x{offset:04x}</title></line>"
             )
     for symbol in control_map.data_symbols:
         # Named inside the bar where the area is wide enough; the tooltip names it anyway.
