@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -273,3 +274,26 @@ def test_refuses_foreign_folder_and_writes_nothing_on_error(upstream_tree: Path,
     assert "has no alloc instruction" in capsys.readouterr().err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.S", "foreign"]
+
+
+def test_layout_of_an_object_classified_by_its_source(upstream_tree: Path, toolchain: None,
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    source = upstream_tree / "arch/ia64/kernel/relocate_kernel.S"
+    obj = kbuild.assemble(source, kbuild.KernelTree(upstream_tree), tmp_path).object_path
+    symbols = nm(obj)
+    assert main(["layout", "--object", str(obj), str(source), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    kinds = {s["name"]: (s["offset"], s["kind"]) for s in data["symbols"]}
+    base = symbols["relocate_new_kernel"]
+    assert kinds["memory_stack"] == (symbols["memory_stack"] - base, "data")
+    assert kinds["register_stack"] == (symbols["register_stack"] - base, "data")
+    assert kinds["relocate_new_kernel"] == (0, "code")
+    # without PATH, --data names the areas and the end label defaults to ENTRY_end
+    assert main(["layout", "--object", str(obj), "--data", "memory_stack", "--format",
+                 "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in data["symbols"] if s["kind"] == "data"] == ["memory_stack"]
+    assert data["region"]["end"] - data["region"]["start"] == \
+        symbols["relocate_new_kernel_end"] - base

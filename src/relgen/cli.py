@@ -53,11 +53,17 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
     page_sizes = parse_page_sizes(args.page_size)
     if args.object is not None:
-        if args.end_label is None:
-            raise RelgenError("--object needs --end-label (the object alone does not say "
-                              "where the region ends) and --data for each data area")
+        # The object alone does not say which labels are data areas: PATH's syntax tree
+        # does, else --data names them (and --end-label the region's end).
+        end_label, data = args.end_label or f"{args.entry}_end", args.data
+        if args.path is not None:
+            from .pipeline import load_source
+            from .region import find_region
+
+            region = find_region(load_source(args.path, None).module, args.entry)
+            end_label, data = region.end_label, [a.name for a in region.data_areas]
         control_map = layout.map_object_file(args.object, entry=args.entry,
-                                             end_label=args.end_label, data_areas=args.data)
+                                             end_label=end_label, data_areas=data)
         standins: tuple[str, ...] = ()
     else:
         tree, source = _tree_and_source(args)
@@ -193,9 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_arguments(layout_cmd)
     layout_cmd.add_argument("--object", type=Path, metavar="FILE.o",
                             help="map an assembled object instead of assembling PATH")
-    layout_cmd.add_argument("--end-label", metavar="NAME", help="with --object: region end")
+    layout_cmd.add_argument("--end-label", metavar="NAME",
+                            help="with --object and no PATH: the region's end label "
+                            "(default: ENTRY_end)")
     layout_cmd.add_argument("--data", action="append", default=[], metavar="NAME",
-                            help="with --object: a data area's label (repeatable)")
+                            help="with --object and no PATH: a data area's label (repeatable)")
     layout_cmd.add_argument("--page-size", default="4K,8K,16K,64K", metavar="SIZES",
                             help="page sizes to mark, e.g. 4K,16K (default: all four)")
     layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text")
