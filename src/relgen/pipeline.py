@@ -129,12 +129,12 @@ def _header_facts(source: SourceFile, result: RewriteResult,
         emit.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
         for s in control_map.entry_points)
     return emit.HeaderFacts(
-        relgen_version=__version__, input_path=_kernel_path(source), input_sha256=source.sha256,
+        relgen_version=__version__, input_path=kernel_path(source), input_sha256=source.sha256,
         entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
     )
 
 
-def _kernel_path(source: SourceFile) -> str:
+def kernel_path(source: SourceFile) -> str:
     """The path the patch and header name: the kernel's, where the input is the kernel's."""
     shown = source.shown
     return shown if shown.startswith("arch/") else KERNEL_SOURCE_PATH
@@ -191,7 +191,7 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
                instructions_compared: int | None = None) -> str:
     """The format-patch mail: the .S change and the new header."""
     source = regen.source
-    path = _kernel_path(source)
+    path = kernel_path(source)
     facts = emit.PatchFacts(
         relgen_version=__version__, input_path=path, input_sha256=source.sha256,
         entry=regen.result.region.entry, data_areas=regen.header_facts.data_areas,

@@ -23,6 +23,7 @@ from .pipeline import (
     PATCH_NAME,
     SOURCE_NAME,
     SourceFile,
+    kernel_path,
     load_source,
     source_map,
 )
@@ -332,9 +333,7 @@ def check_header_compiles(header: str, work: Path) -> Check:
 def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     if inputs.patch_path is None:
         return [Check("the patch applies to the tree", False, ("  FAIL: no patch written",))]
-    from .pipeline import _kernel_path  # the path the patch names
-
-    path = _kernel_path(inputs.original)
+    path = kernel_path(inputs.original)  # the path the patch names
     scratch = work / "apply"
     (scratch / path).parent.mkdir(parents=True, exist_ok=True)
     (scratch / path).write_bytes(inputs.original.text.encode("utf-8"))
