@@ -195,8 +195,9 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
         if not names:
             line = module.lines[directive_index]
             directive = _area_directive(line)
-            raise _error(module, line, f"the data area reserved by {directive.name} "  # type: ignore[union-attr]
-                         "has no label, so nothing can refer to it")
+            assert directive is not None  # area_lines holds only lines with one
+            raise _error(module, line, f"the data area reserved by {directive.name} has no "
+                         "label, so nothing can refer to it")
         heads.append((first, names))
 
     areas: list[DataArea] = []
