@@ -184,3 +184,8 @@ def test_anchor_read_without_an_explicit_bundle() -> None:
     # after another instruction, ip is no longer known to be the label's address
     late = LINUX61_SHAPE.replace(bundle, "\trsm psr.i| psr.ic\n\tmov r2=ip\n")
     check_error(late, 14, "register r2, whose value relgen cannot tell here")
+
+
+def test_area_without_a_label() -> None:
+    text = LINUX61_SHAPE.replace("register_stack:\n\t.fill", "\tnop 0\n\t.fill")
+    check_error(text, 27, "the data area reserved by .fill has no label")
