@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,19 @@ def upstream_corpus(tree: Path) -> list[Path]:
     return sorted(
         p for p in (tree / "arch" / "ia64").rglob("*.S") if not p.name.endswith(".lds.S")
     )
+
+
+def without_dac_override(path: Path) -> list[str] | None:
+    """A command prefix under which root obeys file modes, or None where none works here.
+
+    Root reads and writes any file through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; setpriv
+    (util-linux) takes both out of the bounding set, so the program it starts has neither.
+    `path` is a mode-000 file to probe with.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import sys; open(sys.argv[1])",
+                            str(path)], capture_output=True, text=True)
+    return prefix if "PermissionError" in probe.stderr else None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, IN_CI
+from conftest import FIXTURES, IN_CI, without_dac_override
 from relgen.cli import main
 from relgen.outputs import MARKER
 
@@ -224,21 +224,6 @@ def test_no_such_file(command: str, target: str, upstream_tree: Path, sandbox: S
     sandbox.assert_nothing_written()
 
 
-def _drop_file_permission_override(path: Path) -> list[str] | None:
-    """A command prefix under which root obeys file modes, or None where none works here.
-
-    Root reads a mode-000 file through CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; setpriv
-    (util-linux) takes both out of the bounding set, so the program it starts has neither.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import sys; open(sys.argv[1])",
-                            str(path)], capture_output=True, text=True)
-    return prefix if "PermissionError" in probe.stderr else None
-
-
 @pytest.mark.parametrize("command", ["parse", "rewrite"])
 def test_unreadable_file(command: str, upstream_tree: Path, sandbox: Sandbox,
                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -255,7 +240,7 @@ def test_unreadable_file(command: str, upstream_tree: Path, sandbox: Sandbox,
         ["rewrite", path, "--kernel-tree", upstream_tree, "-o", sandbox.out]
     try:
         if os.geteuid() == 0:
-            prefix = _drop_file_permission_override(path)
+            prefix = without_dac_override(path)
             if prefix is None:
                 pytest.skip("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: "
                             "root reads a mode-000 file")
@@ -307,7 +292,7 @@ def test_pipe_round_trip_check(pipe_path: Path, capsys: pytest.CaptureFixture[st
 def test_pipe_rewrite(pipe_path: Path, upstream_tree: Path, toolchain: None, sandbox: Sandbox,
                       capsys: pytest.CaptureFixture[str]) -> None:
     run = rewrite(capsys, sandbox, pipe_path, upstream_tree)
-    assert_error(run, f"{pipe_path}: error: not a regular file: rewrite assembles the source "
+    assert_error(run, f"{pipe_path}: error: not a regular file: relgen assembles the source "
                  "by its path, so save it to a file first")
     sandbox.assert_nothing_written()
 
@@ -373,16 +358,18 @@ def test_force_keeps_a_foreign_folder_on_bad_input(upstream_tree: Path, toolchai
     assert sandbox.scratch_left() == []
 
 
-def test_force_replaces_a_foreign_folder(upstream_tree: Path, toolchain: None, sandbox: Sandbox,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_force_keeps_the_files_of_a_foreign_folder(upstream_tree: Path, toolchain: None,
+                                                  sandbox: Sandbox,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     _foreign_folder(sandbox)
     run = rewrite(capsys, sandbox, FIXTURE_2006, upstream_tree, "--force")
     assert (run.status, run.err) == (0, "")
     assert run.out.endswith(f" to {sandbox.out}/\n")
     names = sorted(p.name for p in sandbox.out.iterdir())
     assert names == sorted([MARKER, "kexec_control_page.h", "layout-after.svg",
-                            "layout-before.svg", "layout.json", "layout.txt",
+                            "layout-before.svg", "layout.json", "layout.txt", "notes.txt",
                             "relocate_kernel.S", "relocate_kernel.patch"])
-    # only the output folder changed: no staging or retired folder is left beside it
+    assert (sandbox.out / "notes.txt").read_text() == "mine\n"
+    # only the output folder changed: no staging or temporary file is left beside it
     assert sorted(p.name for p in sandbox.root.iterdir()) == ["out", "scratch"]
     assert sandbox.scratch_left() == []

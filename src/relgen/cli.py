@@ -1,39 +1,70 @@
-"""relgen's command line: argument parsing only; the work is done by library functions."""
+"""relgen's command line: argument parsing and wiring only; library functions do the work."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, RelgenError
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, RelgenError
 
 KERNEL_FILE = "arch/ia64/kernel/relocate_kernel.S"
+DEFAULT_ENTRY = "relocate_new_kernel"
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+EXIT_CODES = """exit status:
+  0  success (for --check: nothing to change)
+  1  a check failed (for --check: the file would change)
+  2  bad input or usage; nothing was written
+  130 / 143  interrupted (Ctrl-C) / terminated (SIGTERM); nothing was left behind"""
+
+
+# ------------------------------------------------------------------------------ commands
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
-    from .syntax import parse, read_source, to_json, unparse
+    from .syntax import decode_source, parse, read_source, to_json, unparse
 
     status = EXIT_OK
+    documents = []
     for path in args.paths:
-        text = read_source(path)  # once: PATH may be a pipe
-        module = parse(text, str(path))
+        try:
+            if str(path) == "-":
+                shown = "<stdin>"
+                text = decode_source(sys.stdin.buffer.read(), shown)
+            else:
+                shown = str(path)
+                text = read_source(path)  # once: PATH may be a pipe
+            module = parse(text, shown)
+        except RelgenError as error:
+            print(error.render(), file=sys.stderr)
+            status = max(status, error.exit_status)
+            continue
         if args.json:
-            print(json.dumps(to_json(module), indent=1))
+            documents.append(to_json(module))
             continue
         counts = module.kind_counts()
         summary = ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "empty"
-        if args.check:
-            if unparse(module) != text:
-                print(f"{path}: round trip FAILED", file=sys.stderr)
-                status = EXIT_CHECK_FAILED
-                continue
-            print(f"{path}: round trip ok ({summary})")
+        if args.check and unparse(module) != text:
+            print(f"{shown}: round trip FAILED", file=sys.stderr)
+            status = max(status, EXIT_CHECK_FAILED)
+        elif args.check:
+            print(f"{shown}: round trip ok ({summary})")
         else:
-            print(f"{path}: {summary}")
+            print(f"{shown}: {summary}")
+    if args.json:
+        # one document: a file's statements, or {"files": [...]} for several files
+        document = documents[0] if len(args.paths) == 1 and documents else \
+            {"files": documents}
+        print(json.dumps(document, indent=1))
     return status
 
 
@@ -46,12 +77,30 @@ def _tree_and_source(args: argparse.Namespace):  # noqa: ANN202 - a pair of libr
     return tree, load_source(path, tree)
 
 
+def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
+           protected: Sequence[Path] = ()) -> None:
+    from .outputs import write_outputs
+
+    result = write_outputs(folder, files, force=args.force, protected=protected)
+    for name in result.removed:
+        print(f"removed {folder / name}: an earlier output of relgen that this run does not "
+              "produce", file=sys.stderr)
+    for name in result.kept:
+        print(f"kept {folder / name}: an earlier output of relgen, changed by hand, that this "
+              "run does not produce", file=sys.stderr)
+
+
 def _cmd_layout(args: argparse.Namespace) -> int:
     from . import layout
     from .kbuild import parse_page_sizes
+    from .outputs import check_output_file
     from .pipeline import scratch_folder, source_map
 
     page_sizes = parse_page_sizes(args.page_size)
+    if args.output is not None:
+        check_output_file(args.output)
+    standins: tuple[str, ...] = ()
+    protected: tuple[Path, ...] = ()
     if args.object is not None:
         # The object alone does not say which labels are data areas: PATH's syntax tree
         # does, else --data names them (and --end-label the region's end).
@@ -64,9 +113,9 @@ def _cmd_layout(args: argparse.Namespace) -> int:
             end_label, data = region.end_label, [a.name for a in region.data_areas]
         control_map = layout.map_object_file(args.object, entry=args.entry,
                                              end_label=end_label, data_areas=data)
-        standins: tuple[str, ...] = ()
     else:
         tree, source = _tree_and_source(args)
+        protected = (tree.root,)
         with scratch_folder() as work:
             control_map, assembled, _ = source_map(source, tree, Path(work), entry=args.entry,
                                                    include_dirs=args.include)
@@ -80,52 +129,61 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         if standins:
             text += ("note: no kernel build in the tree; assembled with generated stand-ins "
                      f"for {', '.join(standins)}\n")
-    if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
-    else:
+    if args.output is None:
         sys.stdout.write(text)
+        return EXIT_OK
+    check_output_file(args.output, protected=protected)
+    _write(args, args.output.parent, {args.output.name: text.encode("utf-8")}, protected)
     return EXIT_OK
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
-    from .outputs import check_output_folder, write_output_folder
-    from .pipeline import primary_outputs, regenerate, rewrite_outputs, scratch_folder
-    from .verify import load_inputs, verify
+    from .outputs import check_output_folder
+    from .pipeline import SOURCE_NAME, kernel_path, run_rewrite, source_diff
 
-    check_output_folder(args.output, force=args.force)
+    writing = not (args.diff or args.check)
+    if writing:
+        check_output_folder(args.output)
     tree, source = _tree_and_source(args)
-    with scratch_folder() as work:
-        regen = regenerate(source, tree, Path(work), entry=args.entry,
-                           include_dirs=args.include)
-        # Verify before writing: the patch's commit message states what was checked.
-        staged = Path(work) / "staged"
-        staged.mkdir()
-        for name, data in primary_outputs(regen).items():
-            (staged / name).write_bytes(data)
-        inputs = load_inputs(staged, tree, original=source.path, entry=args.entry,
-                             include_dirs=args.include)
-        report = verify(inputs, with_patch=False)
-        if not report.passed:
-            sys.stdout.write(report.render())
-            print("relgen rewrite: the regenerated file failed verification; nothing written",
-                  file=sys.stderr)
-            return EXIT_CHECK_FAILED
-        files = rewrite_outputs(regen, tree, instructions_compared=report.instructions_compared)
-    write_output_folder(args.output, files, force=args.force)
+    if writing:
+        check_output_folder(args.output, protected=(tree.root,))
+    run = run_rewrite(source, tree, entry=args.entry, include_dirs=args.include)
+    if not run.passed:
+        sys.stdout.write(run.report().render())
+        print(f"{source.shown}: error: the regenerated file failed verification; nothing "
+              "written", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    regen = run.regen
+    if not writing:
+        if args.diff and regen.changed:
+            sys.stdout.write(source_diff(regen))
+        if args.check:
+            verdict = f"would rewrite {kernel_path(source)}" if regen.changed else \
+                f"{source.shown} is already in code-first layout"
+            print(verdict, file=sys.stderr)
+            return EXIT_CHECK_FAILED if regen.changed else EXIT_OK
+        return EXIT_OK
+    _write(args, args.output, run.files, (tree.root,))
     if regen.changed:
         print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
               f"{len(regen.result.data_areas)} data areas passed in as arguments")
     else:
-        print(f"{source.shown}: already in code-first layout; nothing to change")
-    passed = sum(check.passed for check in report.checks)
-    print(f"verified before writing: {passed} checks passed ({report.instructions_compared} "
+        print(f"{source.shown}: already in code-first layout; {SOURCE_NAME} is unchanged")
+    passed = sum(check.passed for check in run.checks)
+    print(f"verified before writing: {passed} checks passed ({run.instructions_compared} "
           "instructions compared)")
     print(f"control page: {regen.before.size} bytes before, {regen.after.size} bytes after")
     if regen.standins:
         print("note: no kernel build in the tree; assembled with generated stand-ins for "
               + ", ".join(regen.standins))
-    print(f"wrote {', '.join(sorted(files))} to {args.output}/")
+    print(f"wrote {', '.join(sorted(run.files))} to {args.output}/")
     return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    # `relgen diff` is `relgen rewrite --diff` (or `--check`): the same pipeline, no writing
+    args.diff, args.output, args.force = not args.check, None, False
+    return _cmd_rewrite(args)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -143,112 +201,179 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
 
 
-def _cmd_diff(args: argparse.Namespace) -> int:
-    from .emit import unified_diff
-    from .kbuild import find_kernel_tree
-    from .pipeline import load_source
-    from .region import check_procedures_closed
-    from .rewrite import rewrite_control_page
-    from .syntax import unparse
+# ------------------------------------------------------------------------------ arguments
 
-    if args.path is None:
-        path = find_kernel_tree(args.kernel_tree).relocate_kernel
-        shown = KERNEL_FILE
-    else:
-        path, shown = args.path, KERNEL_FILE
-    source = load_source(path, None)
-    check_procedures_closed(source.module)
-    result = rewrite_control_page(source.module, args.entry)
-    if args.check:
-        return EXIT_OK if result.already_code_first else EXIT_CHECK_FAILED
-    new = unparse(result.module)
-    if new != source.text:
-        sys.stdout.write(unified_diff(source.text.encode("utf-8"), new.encode("utf-8"), shown))
-    return EXIT_OK
+
+def _add_tree_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--kernel-tree", type=Path, metavar="DIR",
+                         help="the Linux tree (default: $RELGEN_KERNEL_TREE, else the "
+                         ".cache/linux-source-6.1 that `make setup` extracted, in this folder "
+                         "or a parent)")
+    command.add_argument("-I", dest="include", action="append", type=Path, default=[],
+                         metavar="DIR", help="an extra include folder, searched before the "
+                         "tree's (repeatable)")
+    command.add_argument("--entry", default=DEFAULT_ENTRY, metavar="NAME",
+                         help=f"the entry procedure that opens the control page (default: "
+                         f"{DEFAULT_ENTRY})")
 
 
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("path", nargs="?", type=Path, metavar="PATH",
-                         help="the .S file (default: the tree's " + KERNEL_FILE + ")")
-    command.add_argument("--kernel-tree", type=Path, metavar="DIR",
-                         help="Linux tree (default: $RELGEN_KERNEL_TREE, else the one "
-                         "`make setup` extracted)")
-    command.add_argument("-I", dest="include", action="append", type=Path, default=[],
-                         metavar="DIR", help="extra include folder, searched first")
-    command.add_argument("--entry", default="relocate_new_kernel", metavar="NAME",
-                         help="the entry procedure that opens the control page")
+                         help=f"the .S file, a regular file: the assembler reads it by its path "
+                         f"(default: the tree's {KERNEL_FILE})")
+    _add_tree_arguments(command)
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str,
+             description: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=description,
+                               epilog=EXIT_CODES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relgen",
         description="Regenerate the ia64 kexec control page: code first, stacks as arguments.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"relgen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    parse_cmd = commands.add_parser("parse", help="parse ia64 assembly losslessly")
-    parse_cmd.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parse_cmd = _command(commands, "parse", "parse ia64 assembly losslessly",
+                         "Parse each PATH and print its statements by kind. Every file is "
+                         "parsed and reported, also after one that fails.")
+    parse_cmd.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                           help="ia64 .S files; - reads standard input")
     parse_cmd.add_argument("--check", action="store_true",
-                           help="exit 0 only if unparsing gives the input back byte for byte")
+                           help="exit 1 unless unparsing gives each input back byte for byte")
     parse_cmd.add_argument("--json", action="store_true",
-                           help="print the statements (kind, text, line, column) as JSON")
+                           help="print the statements (kind, text, line, column) as one JSON "
+                           'document ({"files": [...]} for several files)')
     parse_cmd.set_defaults(run=_cmd_parse)
 
-    layout_cmd = commands.add_parser("layout", help="map the control page from the object")
+    layout_cmd = _command(commands, "layout", "map the control page from the object",
+                          "Assemble PATH with the real toolchain (or read --object) and "
+                          "print the control-page map with its page boundaries.")
     _add_source_arguments(layout_cmd)
     layout_cmd.add_argument("--object", type=Path, metavar="FILE.o",
-                            help="map an assembled object instead of assembling PATH")
+                            help="map an assembled object instead of assembling PATH; PATH, "
+                            "if given, says which labels are data areas")
     layout_cmd.add_argument("--end-label", metavar="NAME",
                             help="with --object and no PATH: the region's end label "
                             "(default: ENTRY_end)")
     layout_cmd.add_argument("--data", action="append", default=[], metavar="NAME",
                             help="with --object and no PATH: a data area's label (repeatable)")
     layout_cmd.add_argument("--page-size", default="4K,8K,16K,64K", metavar="SIZES",
-                            help="page sizes to mark, e.g. 4K,16K (default: all four)")
-    layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text")
-    layout_cmd.add_argument("-o", dest="output", type=Path, metavar="FILE")
+                            help="page sizes to mark, e.g. 4K,16K (default: 4K,8K,16K,64K)")
+    layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text",
+                            help="text, json or svg (default: text)")
+    layout_cmd.add_argument("-o", dest="output", type=Path, metavar="FILE",
+                            help="write the map to FILE, atomically (default: standard "
+                            "output); FILE is recorded in .relgen-output beside it")
+    layout_cmd.add_argument("--force", action="store_true",
+                            help="overwrite FILE even if it was changed since relgen wrote it "
+                            "(a file relgen did not write is never overwritten)")
     layout_cmd.set_defaults(run=_cmd_layout)
 
-    rewrite_cmd = commands.add_parser("rewrite", help="write the code-first .S, header, patch")
+    rewrite_cmd = _command(
+        commands, "rewrite", "write the code-first .S, header, patch and maps",
+        "Rewrite PATH code first, assemble and verify the result, and write the outputs "
+        "into DIR. Only relgen's named outputs are written, each atomically; a file relgen "
+        "did not write is never overwritten, and no kernel tree is written into.")
     _add_source_arguments(rewrite_cmd)
     rewrite_cmd.add_argument("-o", dest="output", type=Path, default=Path("out"),
-                             metavar="DIR", help="output folder (default: out)")
+                             metavar="DIR", help="output folder, created if missing (its "
+                             "parent must exist; default: out)")
     rewrite_cmd.add_argument("--force", action="store_true",
-                             help="replace an output folder relgen did not write")
+                             help="overwrite relgen's own outputs in DIR even if they were "
+                             "changed by hand since (never any other file)")
+    modes = rewrite_cmd.add_mutually_exclusive_group()
+    modes.add_argument("--diff", action="store_true",
+                       help="write nothing; print the change to PATH as a unified diff")
+    modes.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if PATH would change, 0 if it is already "
+                       "code-first")
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
-    verify_cmd = commands.add_parser("verify", help="check the outputs with the toolchain")
+    verify_cmd = _command(
+        commands, "verify", "check rewrite's outputs with the toolchain",
+        "Assemble the original and DIR/relocate_kernel.S at 4, 8, 16 and 64 KiB pages and "
+        "run every check: the twin objects, the header, the patch.")
     verify_cmd.add_argument("dir", nargs="?", type=Path, default=Path("out"), metavar="DIR",
                             help="the output folder of relgen rewrite (default: out)")
     verify_cmd.add_argument("--original", type=Path, metavar="PATH",
-                            help="the file DIR was made from (default: the tree's "
-                            + KERNEL_FILE + ")")
-    verify_cmd.add_argument("--kernel-tree", type=Path, metavar="DIR")
-    verify_cmd.add_argument("-I", dest="include", action="append", type=Path, default=[],
-                            metavar="DIR")
-    verify_cmd.add_argument("--entry", default="relocate_new_kernel", metavar="NAME")
-    verify_cmd.add_argument("--format", choices=("text", "json"), default="text")
+                            help=f"the file DIR was made from (default: the tree's "
+                            f"{KERNEL_FILE})")
+    _add_tree_arguments(verify_cmd)
+    verify_cmd.add_argument("--format", choices=("text", "json"), default="text",
+                            help="text or json (default: text)")
     verify_cmd.set_defaults(run=_cmd_verify)
 
-    diff_cmd = commands.add_parser("diff", help="print the change a rewrite would make")
+    diff_cmd = _command(commands, "diff", "print the change a rewrite would make",
+                        "The same as `relgen rewrite --diff` (or `--check`): the whole "
+                        "rewrite and its checks run, nothing is written.")
     _add_source_arguments(diff_cmd)
     diff_cmd.add_argument("--check", action="store_true",
-                          help="print nothing; exit 1 if the file is not code-first yet")
+                          help="print nothing; exit 1 if PATH would change, 0 if it is "
+                          "already code-first")
     diff_cmd.set_defaults(run=_cmd_diff)
     return parser
+
+
+# ------------------------------------------------------------------------------ the process
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that scratch folders are cleaned up."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave the handler alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error(error: OSError) -> str:
+    where = error.filename if error.filename is not None else None
+    reason = error.strerror or str(error)
+    return f"{where}: error: {reason}" if where is not None else f"error: {reason}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with _sigterm_unwinds():
+            return int(args.run(args))
     except RelgenError as error:
         print(error.render(), file=sys.stderr)
         return error.exit_status
     except BrokenPipeError:
+        # the reader went away (`relgen parse --json x | head`): say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as error:
+        print(_os_error(error), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("relgen: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("relgen: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -111,12 +111,13 @@ def build_map(
     end_symbol = _region_label(obj, end_label, "end label")
     if end_symbol.section != start_symbol.section:
         raise RelgenError(
-            f"{obj.path}: {entry} is in {start_symbol.section} but {end_label} is in "
-            f"{end_symbol.section}"
+            f"{entry} is in {start_symbol.section} but {end_label} is in "
+            f"{end_symbol.section}", str(obj.path)
         )
     start, end = start_symbol.value, end_symbol.value
     if end < start:
-        raise RelgenError(f"{obj.path}: {end_label} (0x{end:x}) lies before {entry} (0x{start:x})")
+        raise RelgenError(f"{end_label} (0x{end:x}) lies before {entry} (0x{start:x})",
+                          str(obj.path))
     inside = [
         s
         for s in obj.symbols
@@ -146,7 +147,7 @@ def build_map(
 def _region_label(obj: ObjectFile, name: str, role: str) -> Symbol:
     defined = [s for s in obj.symbols if s.name == name and s.is_defined]
     if not defined:
-        raise RelgenError(f"{obj.path}: the {role} {name} is not defined in the object")
+        raise RelgenError(f"the {role} {name} is not defined in the object", str(obj.path))
     return defined[0]
 
 

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, emit, kbuild, layout
 from .elf import ObjectFile, load_object
@@ -22,6 +23,9 @@ from .errors import RelgenError
 from .region import check_procedures_closed, find_region
 from .rewrite import HEADER_INCLUDE, RewriteResult, includes_header, rewrite_control_page
 from .syntax import Module, parse, read_source, unparse
+
+if TYPE_CHECKING:  # verify reads this module's SourceFile; it is imported where it runs
+    from . import verify
 
 KERNEL_SOURCE_PATH = "arch/ia64/kernel/relocate_kernel.S"
 HEADER_NAME = "kexec_control_page.h"
@@ -55,7 +59,7 @@ def load_source(path: Path, tree: kbuild.KernelTree | None) -> SourceFile:
 def require_regular_file(path: Path) -> None:
     """The assembler reads the source by its path: a pipe read once is gone."""
     if not path.is_file():
-        raise RelgenError("not a regular file: rewrite assembles the source by its path, so "
+        raise RelgenError("not a regular file: relgen assembles the source by its path, so "
                           "save it to a file first", str(path))
 
 
@@ -210,6 +214,12 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
                              body=emit.render_commit_message(facts), diffs=diffs)
 
 
+def source_diff(regen: Regeneration) -> str:
+    """The change to the .S as a unified diff, for `relgen rewrite --diff`."""
+    return emit.unified_diff(regen.source.text.encode("utf-8"), regen.new_text.encode("utf-8"),
+                             kernel_path(regen.source))
+
+
 def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
     first_data = next((s.offset for s in before.symbols if s.kind == "data"), None)
     if first_data is None:
@@ -253,3 +263,58 @@ def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
 
 def scratch_folder() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="relgen-")
+
+
+@dataclass(frozen=True)
+class RewriteRun:
+    """What `relgen rewrite` would write, and the checks it passed before writing.
+
+    Every mode (write, `--diff`, `--check`) and `relgen diff` get this from `run_rewrite`,
+    so they accept and refuse the same inputs with the same errors.
+    """
+
+    regen: Regeneration
+    files: dict[str, bytes]
+    checks: tuple[verify.Check, ...]
+    instructions_compared: int | None
+    layout_text: str
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def report(self) -> verify.Report:
+        from . import verify
+
+        return verify.Report(self.checks, self.layout_text, self.instructions_compared)
+
+
+def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
+                entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
+                ) -> RewriteRun:
+    """Rewrite, assemble, verify as `relgen verify` does, and render every output.
+
+    The files are staged in a scratch folder and checked with verify's own functions: the
+    twin objects first (their count goes into the commit message), then the patch.
+    """
+    from . import verify
+
+    with scratch_folder() as scratch:
+        work = Path(scratch)
+        regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs)
+        staged = work / "staged"
+        staged.mkdir()
+        for name, data in primary_outputs(regen).items():
+            (staged / name).write_bytes(data)
+        inputs = verify.load_inputs(staged, tree, original=source.path, entry=entry,
+                                    include_dirs=include_dirs)
+        objects = verify.verify(inputs, with_patch=False)
+        files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared)
+        checks = objects.checks
+        if objects.passed:
+            if PATCH_NAME in files:
+                (staged / PATCH_NAME).write_bytes(files[PATCH_NAME])
+            patched = verify.load_inputs(staged, tree, original=source.path, entry=entry,
+                                         include_dirs=include_dirs)
+            checks += tuple(verify.patch_checks(patched, work))
+    return RewriteRun(regen, files, checks, objects.instructions_compared, objects.layout_text)

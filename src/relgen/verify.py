@@ -80,10 +80,27 @@ def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None
     original_path = original if original is not None else tree.relocate_kernel
     source = load_source(original_path, tree)
     new = load_source(out_dir / SOURCE_NAME, None)
+    header = (out_dir / HEADER_NAME).read_text(encoding="utf-8")
+    expected = rewrite_control_page(source.module, entry)
+    recorded = recorded_input_sha256(header)
+    if recorded is not None and not expected.already_code_first and recorded != source.sha256:
+        how = "pass --original with that file" if original is None else \
+            "this is not the file it was made from"
+        raise RelgenError(
+            f"{HEADER_NAME} was made from an input with sha256 {recorded[:16]}..., but "
+            f"{source.shown} has sha256 {source.sha256[:16]}...; {how}", str(out_dir))
     patch = out_dir / PATCH_NAME
-    return Inputs(source, new, (out_dir / HEADER_NAME).read_text(encoding="utf-8"),
-                  patch if patch.is_file() else None, tree, entry, tuple(include_dirs),
-                  rewrite_control_page(source.module, entry))
+    return Inputs(source, new, header, patch if patch.is_file() else None, tree, entry,
+                  tuple(include_dirs), expected)
+
+
+_RECORDED_SHA256 = re.compile(r"\(sha256 ([0-9a-f]{64})\)")
+
+
+def recorded_input_sha256(header: str) -> str | None:
+    """The sha256 of the input that the header says it was generated from."""
+    match = _RECORDED_SHA256.search(header)
+    return match.group(1) if match else None
 
 
 def assemble_twins(inputs: Inputs, work: Path, page_sizes: Sequence[int]
@@ -330,6 +347,17 @@ def check_header_compiles(header: str, work: Path) -> Check:
                  c_mode.returncode == 0 and asm_mode.returncode == 0, tuple(evidence))
 
 
+def patch_checks(inputs: Inputs, work: Path) -> list[Check]:
+    """The patch's checks; an input already in code-first layout has nothing to patch."""
+    if inputs.expected is not None and inputs.expected.already_code_first:
+        present = inputs.patch_path is not None
+        return [Check("no patch: the input is already in code-first layout",
+                      not present,
+                      ("  FAIL: a patch was written for an input that needs no change",)
+                      if present else ())]
+    return check_patch(inputs, work)
+
+
 def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     if inputs.patch_path is None:
         return [Check("the patch applies to the tree", False, ("  FAIL: no patch written",))]
@@ -439,5 +467,5 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
             layout_text = ""
         checks.append(check_header_compiles(inputs.header_text, work))
         if with_patch:
-            checks += check_patch(inputs, work)
+            checks += patch_checks(inputs, work)
     return Report(tuple(checks), layout_text, compared)
