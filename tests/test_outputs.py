@@ -143,15 +143,16 @@ def test_a_read_only_folder_leaves_nothing(tmp_path: Path) -> None:
     try:
         child = subprocess.run(
             [*prefix, sys.executable, "-c",
-             "import sys\nfrom pathlib import Path\nfrom relgen.cli import _os_error\n"
+             "import sys\nfrom pathlib import Path\nfrom relgen.errors import RelgenError\n"
              "from relgen.outputs import write_outputs\n"
              "try:\n    write_outputs(Path(sys.argv[1]), {'a.S': b'x'}, force=True)\n"
-             "except OSError as e:\n    print(_os_error(e)); sys.exit(2)\n", str(folder)],
+             "except RelgenError as e:\n    print(e.render()); sys.exit(2)\n", str(folder)],
             capture_output=True, text=True)
     finally:
         folder.chmod(0o755)
     assert child.returncode == 2, child.stderr
-    assert child.stdout.startswith(f"{folder}/") and "error: Permission denied" in child.stdout
+    assert child.stdout == (f"{folder}: error: cannot write the outputs here (Permission "
+                            "denied); nothing was written\n")
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
@@ -276,3 +277,24 @@ def test_a_signal_leaves_nothing_behind(upstream_tree: Path, toolchain: None, tm
     assert (child.returncode, stderr) == (status, line + "\n")
     assert [p.name for p in scratch.iterdir() if not p.name.startswith(".lark_cache")] == []
     assert not out.exists()
+
+
+@FORCE
+def test_an_immutable_folder(upstream_tree: Path, toolchain: None, tmp_path: Path, force: bool,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """chattr +i: even root cannot write; one line, exit 2, nothing half-written."""
+    folder = tmp_path / "frozen"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work on this file system")
+    try:
+        status = rewrite(FIXTURE_2006, "--kernel-tree", upstream_tree, "-o", folder,
+                         *(["--force"] if force else []))
+        err = capsys.readouterr().err
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert status == 2
+    assert err == (f"{folder}: error: cannot write the outputs here (Operation not "
+                   "permitted); nothing was written\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

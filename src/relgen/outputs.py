@@ -175,11 +175,14 @@ def write_outputs(folder: Path, files: Mapping[str, bytes], *, force: bool,
         for name, temporary in sorted(temporaries.items()):
             os.replace(temporary, folder / name)
             del temporaries[name]
-    except BaseException:
+    except BaseException as error:
         for temporary in temporaries.values():
             temporary.unlink(missing_ok=True)
         if created and not any(folder.iterdir()):
             folder.rmdir()
+        if isinstance(error, OSError):
+            raise RelgenError(f"cannot write the outputs here ({error.strerror or error}); "
+                              "nothing was written", str(folder)) from error
         raise
     for name in unchanged:
         (folder / name).unlink(missing_ok=True)
