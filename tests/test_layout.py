@@ -176,7 +176,6 @@ def test_missing_labels_are_errors(objects: dict[str, Path]) -> None:
 
 def test_text_table(shape_2006_map: ControlPageMap) -> None:
     text = render_text(shape_2006_map, PAGE_SIZES)
-    assert text == render_text(shape_2006_map, PAGE_SIZES)
     lines = text.splitlines()
     rendez = shape_2006_map.symbol("kexec_fake_sal_rendez")
     row = next(line for line in lines if line.startswith(f"0x{rendez.offset:04x}  kexec_fake"))
@@ -199,7 +198,7 @@ def test_text_table(shape_2006_map: ControlPageMap) -> None:
 
 def test_json(shape_2006_map: ControlPageMap) -> None:
     data = to_json(shape_2006_map, PAGE_SIZES)
-    assert json.dumps(data) == json.dumps(to_json(shape_2006_map, PAGE_SIZES))
+    assert json.loads(json.dumps(data)) == data  # plain JSON values only: no tuples, no objects
     assert list(data) == ["region", "symbols", "pages"]
     assert data["region"]["entry"] == ENTRY
     assert (data["region"]["start"], data["region"]["end"]) == (
