@@ -306,7 +306,8 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         staged.mkdir()
         for name, data in primary_outputs(regen).items():
             (staged / name).write_bytes(data)
-        inputs = verify.load_inputs(staged, tree, original=source.path, entry=entry,
+        new = SourceFile(staged / SOURCE_NAME, SOURCE_NAME, regen.new_text, regen.result.module)
+        inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
                                     include_dirs=include_dirs)
         objects = verify.verify(inputs, with_patch=False)
         files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared)
@@ -314,7 +315,7 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         if objects.passed:
             if PATCH_NAME in files:
                 (staged / PATCH_NAME).write_bytes(files[PATCH_NAME])
-            patched = verify.load_inputs(staged, tree, original=source.path, entry=entry,
+            patched = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
                                          include_dirs=include_dirs)
             checks += tuple(verify.patch_checks(patched, work))
     return RewriteRun(regen, files, checks, objects.instructions_compared, objects.layout_text)

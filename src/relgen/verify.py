@@ -79,12 +79,19 @@ def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None
             raise RelgenError(f"the output folder has no {name}", str(out_dir))
     original_path = original if original is not None else tree.relocate_kernel
     source = load_source(original_path, tree)
-    new = load_source(out_dir / SOURCE_NAME, None)
+    return inputs_from(out_dir, source, load_source(out_dir / SOURCE_NAME, None), tree,
+                       rewrite_control_page(source.module, entry), entry=entry,
+                       include_dirs=include_dirs, original_given=original is not None)
+
+
+def inputs_from(out_dir: Path, source: SourceFile, new: SourceFile, tree: kbuild.KernelTree,
+                expected: RewriteResult, *, entry: str, include_dirs: Sequence[Path] = (),
+                original_given: bool = True) -> Inputs:
+    """The Inputs of files already read: `relgen rewrite` checks what it is about to write."""
     header = (out_dir / HEADER_NAME).read_text(encoding="utf-8")
-    expected = rewrite_control_page(source.module, entry)
     recorded = recorded_input_sha256(header)
     if recorded is not None and not expected.already_code_first and recorded != source.sha256:
-        how = "pass --original with that file" if original is None else \
+        how = "pass --original with that file" if not original_given else \
             "this is not the file it was made from"
         raise RelgenError(
             f"{HEADER_NAME} was made from an input with sha256 {recorded[:16]}..., but "
