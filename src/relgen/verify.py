@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kbuild, layout
+from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .pipeline import (
     HEADER_NAME,
@@ -306,6 +307,44 @@ def check_region(twin: Twin, data_areas: Sequence[str]) -> list[Check]:
     return [code_only, fits, entries]
 
 
+def _place(control_map: layout.ControlPageMap, address: int) -> str | None:
+    """`piece+0xoff` for a section address inside the region, None outside it."""
+    offset = address - control_map.start
+    piece = next((s for s in reversed(control_map.symbols)
+                  if s.offset <= offset < max(s.end, s.offset + 1)), None)
+    return None if piece is None else f"{piece.name}+{offset - piece.offset:#x}"
+
+
+def _region_relocations(obj: ObjectFile, control_map: layout.ControlPageMap
+                        ) -> tuple[str, ...]:
+    """Each relocation inside the region as `place: TYPE target`, targets in the region
+    (a section symbol plus addend) named by piece, so that both objects compare."""
+    found = []
+    for relocation in obj.relocations:
+        if relocation.section != control_map.section:
+            continue
+        place = _place(control_map, relocation.offset)
+        if place is None:
+            continue
+        target = f"{relocation.symbol}{relocation.addend:+#x}"
+        if relocation.symbol == control_map.section:
+            target = _place(control_map, relocation.addend) or target
+        found.append(f"{place}: {relocation.type} {target}")
+    return tuple(sorted(found))
+
+
+def check_relocations(twin: Twin) -> Check:
+    """The regenerated code refers to the same symbols from the same places."""
+    before = _region_relocations(load_object(twin.original_object), twin.before)
+    after = _region_relocations(load_object(twin.new_object), twin.after)
+    evidence = [f"  {line}" for line in before] or ["  (no relocation in the control page)"]
+    evidence += [f"  FAIL: only in the original: {line}" for line in before if line not in after]
+    evidence += [f"  FAIL: only in the regenerated: {line}" for line in after
+                 if line not in before]
+    return Check("the relocations in the control page are the same, piece by piece",
+                 before == after, tuple(evidence))
+
+
 DEFINE = re.compile(r"^#define\s+(KEXEC_[A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|[0-9]+)\s*$", re.M)
 
 
@@ -466,6 +505,7 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
             pairs = correlate(twin)
             allocs = 0 if expected is None or expected.already_code_first else 1
             checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
+            checks.append(check_relocations(twin))
             compared = sum(len(pair.new) for pair in pairs)
             checks.append(check_header_numbers(inputs.header_text, twin, areas))
             layout_text = ("before:\n" + layout.render_text(twin.before, page_sizes)
