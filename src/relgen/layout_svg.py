@@ -30,8 +30,8 @@ LEFT = 40
 BAR_WIDTH = 870  # the bar stands for `extent` bytes; right of it are the lane captions
 BAR_HEIGHT = 48
 LABEL_ROW = 18
-LINE_PITCH = 15  # between the two lines of a name inside the bar
 LANE_HEIGHT = 20
+MIN_MARK_WIDTH = 3  # pieces narrower than this get a mark this wide
 LABEL_GAP = 6  # room kept between a label and a neighbouring label or line
 TEXT_SIZE = 12
 SMALL_TEXT_SIZE = 10
@@ -158,6 +158,16 @@ class _Label:
 
 
 @dataclass(frozen=True)
+class _NameInBar:
+    """A data area's name written on the area itself, centred at `centre`."""
+
+    symbol: str
+    centre: float
+    font_size: int
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _PlacedLabel:
     label: _Label
     row: int  # 0 is the row next to the bar
@@ -228,27 +238,44 @@ class _Picture:
     def _boundaries(self) -> set[int]:
         return {offset for report in self.reports for offset in report.boundaries}
 
-    def _area_labels(self) -> tuple[dict[str, tuple[float, tuple[str, ...]]], list[MapSymbol]]:
-        """Data areas named inside the bar (centre x, lines of text), and those that must go
-        above it. Inside, a name keeps clear of the page boundaries: it goes in the widest gap
-        between them, on one line ("memory_stack 8 KiB") or, narrower, on two."""
+    def _area_labels(self) -> tuple[list[_NameInBar], list[MapSymbol]]:
+        """Data areas named inside the bar, and those too narrow, whose names go above it.
+        Inside, a name keeps clear of the page boundaries: it goes in the widest gap between
+        them, on one line ("memory_stack 8 KiB") or, where that is too narrow, on two lines,
+        smaller if need be; all names inside are written the same way, so that two stacks of
+        one size look alike."""
         boundaries = self._boundaries()
-        inside: dict[str, tuple[float, tuple[str, ...]]] = {}
-        outside = []
+        gaps = {}
         for area in self.map.data_symbols:
             cuts = sorted({area.offset, area.end} | {b for b in boundaries
                                                       if area.offset < b < area.end})
             # A zero-size area has one cut and no gap: its name goes above the bar.
-            start, end = max(zip(cuts, cuts[1:], strict=False),
-                             key=lambda pair: pair[1] - pair[0], default=(area.offset, area.offset))
-            room = (end - start) * self.scale - 2 * LABEL_GAP
+            gaps[area.name] = max(zip(cuts, cuts[1:], strict=False),
+                                  key=lambda pair: pair[1] - pair[0],
+                                  default=(area.offset, area.offset))
+
+        def ways(area: MapSymbol) -> list[tuple[int, tuple[str, ...]]]:
             size = _size_text(area.size)
-            lines = next((lines for lines in ((f"{area.name} {size}",), (area.name, size))
-                          if max(text_width(line, TEXT_SIZE) for line in lines) <= room), None)
-            if lines is None:
-                outside.append(area)
+            return [(TEXT_SIZE, (f"{area.name} {size}",)), (TEXT_SIZE, (area.name, size)),
+                    (SMALL_TEXT_SIZE, (area.name, size))]
+
+        def fits(area: MapSymbol, way: int) -> bool:
+            font_size, lines = ways(area)[way]
+            start, end = gaps[area.name]
+            room = (end - start) * self.scale - 2 * LABEL_GAP
+            return max(text_width(line, font_size) for line in lines) <= room
+
+        # The ways go from widest to narrowest: the narrowest any area needs fits them all.
+        needed = [next((w for w in range(3) if fits(a, w)), None) for a in self.map.data_symbols]
+        way = max((w for w in needed if w is not None), default=0)
+        inside, outside = [], []
+        for area in self.map.data_symbols:
+            if fits(area, way):
+                start, end = gaps[area.name]
+                centre = (self.x_of(start) + self.x_of(end)) / 2
+                inside.append(_NameInBar(area.name, centre, *ways(area)[way]))
             else:
-                inside[area.name] = ((self.x_of(start) + self.x_of(end)) / 2, lines)
+                outside.append(area)
         return inside, outside
 
     def _labels_above(self, areas_outside: Sequence[MapSymbol]) -> list[_Label]:
@@ -309,20 +336,30 @@ class _Picture:
                 width=min(pages, self.extent) * self.scale, height=BAR_HEIGHT, fill="#f3f3f3",
                 stroke="#999")
         shade = {"code": 0, "data": 0}
+        marks = []
         for symbol in self.map.symbols:
-            fills = _CODE_FILLS if symbol.kind == "code" else _DATA_FILLS
+            fill = (_CODE_FILLS if symbol.kind == "code" else _DATA_FILLS)[shade[symbol.kind] % 2]
+            shade[symbol.kind] += 1
+            width = symbol.size * self.scale
             out.add("rect", tooltip=_tooltip(symbol), class_=symbol.kind,
                     data_symbol=symbol.name, data_offset=symbol.offset, data_size=symbol.size,
-                    x=self.x_of(symbol.offset), y=top, width=symbol.size * self.scale,
-                    height=BAR_HEIGHT, fill=fills[shade[symbol.kind] % 2])
-            shade[symbol.kind] += 1
+                    x=self.x_of(symbol.offset), y=top, width=width, height=BAR_HEIGHT, fill=fill)
+            if 0 < width < MIN_MARK_WIDTH:
+                marks.append((symbol, fill, self.x_of(symbol.offset) + width / 2))
+        # A piece a pixel or two wide vanishes beside its neighbours: a mark a little wider
+        # than the piece, over it, says it is there (its tooltip gives the true size).
+        for symbol, fill, centre in marks:
+            out.add("rect", tooltip=f"{_tooltip(symbol)}, drawn wider to be seen",
+                    class_="narrow-mark", data_symbol=symbol.name, x=centre - MIN_MARK_WIDTH / 2,
+                    y=top, width=MIN_MARK_WIDTH, height=BAR_HEIGHT, fill=fill)
         out.add("rect", class_="region", data_size=self.map.size, x=LEFT, y=top,
                 width=self.map.size * self.scale, height=BAR_HEIGHT, fill="none", stroke="#333")
-        for name, (centre, lines) in self.inside.items():
-            first = top + BAR_HEIGHT / 2 + 4 - (len(lines) - 1) * LINE_PITCH / 2
-            for index, line in enumerate(lines):
-                out.text(line, centre, first + index * LINE_PITCH, anchor="middle", fill="#fff",
-                         class_="area-label", data_symbol=name)
+        for name in self.inside:
+            pitch = name.font_size + 3
+            first = top + BAR_HEIGHT / 2 + name.font_size / 3 - (len(name.lines) - 1) * pitch / 2
+            for index, line in enumerate(name.lines):
+                out.text(line, name.centre, first + index * pitch, name.font_size, "middle",
+                         fill="#fff", class_="area-label", data_symbol=name.symbol)
 
     def _draw_lanes(self, out: _Elements) -> None:
         for lane, report in enumerate(self.reports):
