@@ -5,13 +5,15 @@ pictures are checked geometrically, with the renderer's character-width model.""
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, require_tool
 from relgen.elf import load_object
 from relgen.errors import RelgenError
 from relgen.kbuild import PAGE_SIZES, KernelTree, assemble
@@ -24,7 +26,7 @@ from relgen.layout import (
     render_text,
     to_json,
 )
-from relgen.layout_svg import Box, render_svg, shared_extent, text_box
+from relgen.layout_svg import FONT_FAMILY, Box, render_svg, shared_extent, text_box
 from relgen.pipeline import Regeneration, layout_report, load_source, regenerate
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -448,3 +450,26 @@ def test_crowded_labels_are_not_crossed(page_sizes: tuple[int, ...]) -> None:
     assert collisions(svg) == []
     for symbol, texts in named_pieces(svg, control_map).items():
         assert texts and texts[0].startswith(symbol), (symbol, texts)
+
+
+@pytest.mark.parametrize("font_size", [10, 12, 14])
+def test_the_width_model_holds_what_a_renderer_draws(tmp_path: Path, font_size: int) -> None:
+    """The geometric checks above are only as good as the model: rsvg-convert draws a text
+    alone and crops the picture to its ink, which must lie within the model's box, and not
+    far within it (a model twice too wide would pass the checks and waste the picture)."""
+    require_tool("rsvg-convert")
+    for text in ("relocate_new_kernel_end 0x4340", "Wg|_" * 30):
+        svg = tmp_path / "text.svg"
+        svg.write_text(
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="2000" height="100" '
+            f'font-family="{FONT_FAMILY}"><text id="t" x="10" y="60" font-size="{font_size}">'
+            f"{escape(text)}</text></svg>"
+        )
+        png = tmp_path / "text.png"
+        subprocess.run(["rsvg-convert", "-i", "t", str(svg), "-o", str(png)], check=True)
+        # The PNG's IHDR chunk gives its size: with -i, the text's ink, rounded up to pixels.
+        ink_width, ink_height = struct.unpack(">II", png.read_bytes()[16:24])
+        box = text_box(text, 10, 60, font_size)
+        width, height = box.right - box.left, box.bottom - box.top
+        assert ink_width - 1 <= width <= ink_width * 1.1, (text, ink_width, width)
+        assert ink_height - 1 <= height <= ink_height * 1.5, (text, ink_height, height)

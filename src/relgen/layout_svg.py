@@ -38,7 +38,9 @@ SMALL_TEXT_SIZE = 10
 TITLE_SIZE = 14
 
 # The character-width model. "monospace" is DejaVu Sans Mono on Debian, whose glyphs advance
-# 1233/2048 = 0.602 em; other monospace faces are within a hair of 0.6 em. The model errs wide.
+# 1233/2048 = 0.602 em; other monospace faces are within a hair of 0.6 em. The model errs wide
+# (a test holds it against what rsvg-convert draws).
+FONT_FAMILY = "DejaVu Sans Mono, monospace"
 CHAR_EM = 0.61
 ASCENT_EM = 0.8  # how far glyphs reach above the baseline ...
 DESCENT_EM = 0.25  # ... and below it
@@ -310,7 +312,7 @@ class _Picture:
         height = self.legend_top + 30
         root = ElementTree.Element("svg", {
             "xmlns": SVG_NAMESPACE, "width": str(width), "height": str(height),
-            "viewBox": f"0 0 {width} {height}", "font-family": "DejaVu Sans Mono, monospace",
+            "viewBox": f"0 0 {width} {height}", "font-family": FONT_FAMILY,
         })
         ElementTree.SubElement(root, "title").text = _title(self.map)
         ElementTree.SubElement(root, "style").text = _STYLE
