@@ -426,6 +426,20 @@ def test_svg_shows_the_warnings(shape_2006_map: ControlPageMap,
     assert not [t for t in upstream.iter(f"{SVG}text") if t.get("class") == "warning"]
 
 
+@pytest.mark.parametrize("page_sizes", SELECTIONS, ids=lambda sizes: "+".join(map(str, sizes)))
+def test_a_crossing_entry_in_the_picture(objects: dict[str, Path],
+                                         page_sizes: tuple[int, ...]) -> None:
+    control_map = map_object_file(
+        objects["crossing"], entry=ENTRY, end_label="region_end", data_areas={"scratch_area"}
+    )
+    svg = render_svg(control_map, page_sizes)
+    assert collisions(svg) == []
+    root = ElementTree.fromstring(svg)
+    warnings = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("class") == "warning"]
+    assert [w.split(" crosses ")[0] for w in warnings] == (
+        ["warning: entry point crossing_entry at 0x0fe0"] if 4096 in page_sizes else [])
+
+
 def crowded_map() -> ControlPageMap:
     """Labels that fight for room: a 0x20-byte entry between the stacks and code after them,
     two entries at one offset, a zero-size data area, and code right at the end."""
