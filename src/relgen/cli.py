@@ -91,7 +91,7 @@ def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
 
 
 def _cmd_layout(args: argparse.Namespace) -> int:
-    from . import layout
+    from . import layout, layout_svg
     from .kbuild import parse_page_sizes
     from .outputs import check_output_file
     from .pipeline import scratch_folder, source_map
@@ -123,7 +123,7 @@ def _cmd_layout(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = json.dumps(layout.to_json(control_map, page_sizes), indent=2) + "\n"
     elif args.format == "svg":
-        text = layout.render_svg(control_map, page_sizes)
+        text = layout_svg.render_svg(control_map, page_sizes)
     else:
         text = layout.render_text(control_map, page_sizes)
         if standins:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, emit, kbuild, layout
+from . import __version__, emit, kbuild, layout, layout_svg
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .region import check_procedures_closed, find_region
@@ -234,11 +234,12 @@ def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, b
             + layout.render_text(regen.after, page_sizes))
     data = {"before": layout.to_json(regen.before, page_sizes),
             "after": layout.to_json(regen.after, page_sizes)}
+    before_svg, after_svg = layout_svg.render_before_after(regen.before, regen.after, page_sizes)
     return {
         "layout.txt": text.encode("utf-8"),
         "layout.json": (json.dumps(data, indent=2) + "\n").encode("utf-8"),
-        "layout-before.svg": layout.render_svg(regen.before, page_sizes).encode("utf-8"),
-        "layout-after.svg": layout.render_svg(regen.after, page_sizes).encode("utf-8"),
+        "layout-before.svg": before_svg.encode("utf-8"),
+        "layout-after.svg": after_svg.encode("utf-8"),
     }
 
 
