@@ -89,11 +89,13 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from .outputs import check_output_folder, write_output_folder
+    from .patch import resolve_author
     from .pipeline import primary_outputs, regenerate, rewrite_outputs, scratch_folder
     from .verify import load_inputs, verify
 
     check_output_folder(args.output, force=args.force)
     tree, source = _tree_and_source(args)
+    author = resolve_author(args.author, tree.root)
     with scratch_folder() as work:
         regen = regenerate(source, tree, Path(work), entry=args.entry,
                            include_dirs=args.include)
@@ -110,7 +112,10 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
             print("relgen rewrite: the regenerated file failed verification; nothing written",
                   file=sys.stderr)
             return EXIT_CHECK_FAILED
-        files = rewrite_outputs(regen, tree, instructions_compared=report.instructions_compared)
+        files = rewrite_outputs(regen, tree, instructions_compared=report.instructions_compared,
+                                author=author.identity, date=args.date)
+    if author.warning and regen.changed:
+        print(author.warning, file=sys.stderr)
     write_output_folder(args.output, files, force=args.force)
     if regen.changed:
         print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
@@ -144,8 +149,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .emit import unified_diff
     from .kbuild import find_kernel_tree
+    from .patch import diff
     from .pipeline import load_source
     from .region import check_procedures_closed
     from .rewrite import rewrite_control_page
@@ -163,7 +168,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_OK if result.already_code_first else EXIT_CHECK_FAILED
     new = unparse(result.module)
     if new != source.text:
-        sys.stdout.write(unified_diff(source.text.encode("utf-8"), new.encode("utf-8"), shown))
+        sys.stdout.buffer.write(diff(source.text.encode("utf-8"), new.encode("utf-8"), shown))
     return EXIT_OK
 
 
@@ -216,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="DIR", help="output folder (default: out)")
     rewrite_cmd.add_argument("--force", action="store_true",
                              help="replace an output folder relgen did not write")
+    rewrite_cmd.add_argument("--from", dest="author", metavar="'NAME <EMAIL>'",
+                             help="the patch's author and Signed-off-by (default: git config "
+                             "user.name and user.email of the tree, else the user's)")
+    rewrite_cmd.add_argument("--date", default="1970-01-01T00:00:00+0000", metavar="DATE",
+                             help="the patch's date, in any form git takes (default: the "
+                             "epoch, so that the same input gives the same bytes)")
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = commands.add_parser("verify", help="check the outputs with the toolchain")
