@@ -17,6 +17,7 @@ command -v cpp >/dev/null 2>&1 || need_apt+=(cpp)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v spatch >/dev/null 2>&1 || need_apt+=(coccinelle)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
