@@ -157,3 +157,19 @@ def test_upstream_callers_are_changed(upstream_tree: Path) -> None:
     assert callers.caller_problems(new, facts(sources)) == []
     assert callers.entry_call_arguments(new.machine_kexec_c) == [6]
     assert "GRANULEROUNDDOWN((unsigned long)pal_addr)," in new.machine_kexec_c
+
+
+@pytest.mark.coccinelle
+def test_typedef_names_and_order_come_from_the_tree(tmp_path: Path) -> None:
+    # the 2006 machine_kexec.c passes start first and the page list second
+    require_tool("spatch")
+    order_2006 = FIXTURE.machine_kexec_c.replace(
+        "(unsigned long indirection_page, unsigned long start_address,",
+        "(unsigned long start_address, unsigned long indirection_page,")
+    sources = callers.CallerSources(FIXTURE.kexec_h, order_2006)
+    header = render_header(facts(sources))
+    assert "relocate_new_kernel_t)(unsigned long start_address,\n" in header
+    assert "\t\t\t\t      unsigned long indirection_page,\n" in header
+    new = callers.change_callers(sources, facts(sources))
+    assert compile_pair(tmp_path, new, header).returncode == 0
+

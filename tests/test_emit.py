@@ -16,7 +16,6 @@ import pytest
 
 from conftest import require_tool
 from relgen.emit import (
-    PLACEHOLDER_IDENTITY,
     UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     ControlMemory,
     DataAreaFacts,
@@ -29,6 +28,7 @@ from relgen.emit import (
     render_header,
 )
 from relgen.errors import RelgenError
+from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
 
 RELOCATE = "arch/ia64/kernel/relocate_kernel.S"

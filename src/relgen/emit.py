@@ -18,6 +18,7 @@ from typing import NamedTuple
 import jinja2
 
 from relgen.errors import RelgenError
+from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.resources import data_dir
 
 # ----------------------------------------------------------------------------------------------
@@ -42,8 +43,6 @@ CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"
 CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 STACKS_SIZE_MACRO = "KEXEC_CONTROL_STACKS_SIZE"
 
-#: Author and sign-off when the caller knows no better (relgen.patch decides).
-PLACEHOLDER_IDENTITY = "relgen <relgen@localhost>"
 
 # fits on one `Subject: [PATCH] ` line of 78 columns, so no mail reader has to unfold it
 DEFAULT_SUBJECT = "ia64/kexec: put all control page code first, pass stacks in"
