@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite_cmd.add_argument("--from", dest="author", metavar="'NAME <EMAIL>'",
                              help="the patch's author and Signed-off-by (default: git config "
                              "user.name and user.email of the tree, else the user's)")
-    rewrite_cmd.add_argument("--date", default="1970-01-01T00:00:00+0000", metavar="DATE",
+    rewrite_cmd.add_argument("--date", metavar="DATE",
                              help="the patch's date, in any form git takes (default: the "
                              "epoch, so that the same input gives the same bytes)")
     rewrite_cmd.set_defaults(run=_cmd_rewrite)

@@ -221,7 +221,7 @@ def patch_files(regen: Regeneration) -> list[patch.FileChange]:
 
 def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
                instructions_compared: int | None = None, *,
-               author: str = patch.PLACEHOLDER_IDENTITY, date: str = patch.FIXED_DATE) -> str:
+               author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
     """The format-patch mail of the whole change, made by git."""
     source = regen.source
     before_size = control_page_size_before(tree) or regen.before.size
@@ -242,7 +242,8 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         callers_changed=regen.caller_sources is not None,
     )
     mail = patch.format_patch(patch_files(regen), subject=emit.DEFAULT_SUBJECT,
-                              body=emit.render_commit_message(facts), author=author, date=date)
+                              body=emit.render_commit_message(facts), author=author,
+                              date=date or patch.FIXED_DATE)
     return mail.decode("utf-8")
 
 
@@ -281,7 +282,7 @@ def primary_outputs(regen: Regeneration) -> dict[str, bytes]:
 def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
                     page_sizes: Sequence[int] = kbuild.PAGE_SIZES,
                     instructions_compared: int | None = None, *,
-                    author: str = patch.PLACEHOLDER_IDENTITY, date: str = patch.FIXED_DATE,
+                    author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
                     ) -> dict[str, bytes]:
     files = {**primary_outputs(regen), **layout_report(regen, page_sizes)}
     if regen.changed:
