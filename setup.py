@@ -1,4 +1,4 @@
-"""Build hook: carry the top-level grammars/ and templates/ into the wheel as relgen/_data."""
+"""Build hook: carry the top-level grammars/, templates/ and cocci/ into the wheel."""
 
 import shutil
 from pathlib import Path
@@ -7,7 +7,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
-DATA_DIRS = ("grammars", "templates")
+DATA_DIRS = ("grammars", "templates", "cocci")
 
 
 class BuildWithData(build_py):

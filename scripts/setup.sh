@@ -19,6 +19,7 @@ command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 # rsvg-convert: a test holds the pictures' text-width model against a real SVG renderer.
 command -v rsvg-convert >/dev/null 2>&1 || need_apt+=(librsvg2-bin)
+command -v spatch >/dev/null 2>&1 || need_apt+=(coccinelle)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"

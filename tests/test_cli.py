@@ -133,8 +133,14 @@ def test_diff_equals_what_rewrite_writes(upstream_tree: Path, toolchain: None, t
     target = work / "arch" / "ia64" / "kernel" / "relocate_kernel.S"
     target.parent.mkdir(parents=True)
     target.write_bytes(FIXTURE_2006.read_bytes())
+    for caller in ("arch/ia64/include/asm/kexec.h", "arch/ia64/kernel/machine_kexec.c"):
+        (work / caller).parent.mkdir(parents=True, exist_ok=True)
+        (work / caller).write_bytes((upstream_tree / caller).read_bytes())
     subprocess.run(["git", "apply", "-"], input=diff.encode(), cwd=work, check=True)
     assert target.read_bytes() == (tmp_path / "out" / "relocate_kernel.S").read_bytes()
+    header = work / "arch" / "ia64" / "include" / "asm" / "kexec_control_page.h"
+    assert header.read_bytes() == (tmp_path / "out" / "kexec_control_page.h").read_bytes()
+    assert "page_to_phys" in diff
     assert run(capsys, "rewrite", FIXTURE_2006, "--kernel-tree", upstream_tree,
                "--check") == (1, "", "would rewrite arch/ia64/kernel/relocate_kernel.S\n")
 

@@ -219,7 +219,8 @@ def test_an_edited_patch_survives_a_second_rewrite(upstream_tree: Path, toolchai
     out = tmp_path / "out"
     assert rewrite(FIXTURE_2006, "--kernel-tree", upstream_tree, "-o", out) == 0
     patch = out / "relocate_kernel.patch"
-    edited = patch.read_text().replace("relgen <relgen@localhost>", "Jane <jane@example.org>")
+    edited = patch.read_text().replace("\n---\n", "\nTested-by: Jane <jane@example.org>\n---\n", 1)
+    assert edited != patch.read_text()
     patch.write_text(edited)
     capsys.readouterr()
     assert rewrite(FIXTURE_2006, "--kernel-tree", upstream_tree, "-o", out) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +14,10 @@ from conftest import FIXTURES
 from relgen import kbuild
 from relgen.cli import main
 from relgen.elf import load_object
+from relgen.errors import RelgenError
 from relgen.outputs import MARKER
+from relgen.rewrite import HEADER_INCLUDE
+from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
 
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
 
@@ -79,6 +83,11 @@ def test_upstream_diff_shows_only_the_rewrite(upstream_out: Path, upstream_tree:
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert changed == [
         "+#include <asm/kexec_control_page.h>",
+        "+/*",
+        "+ * The stacks are not in the control page; the caller passes them in:",
+        "+ * in4: physical address of memory_stack (KEXEC_MEMORY_STACK_SIZE bytes)",
+        "+ * in5: physical address of register_stack (KEXEC_REGISTER_STACK_SIZE bytes)",
+        "+ */",
         "-\talloc r31=ar.pfs,4,0,0,0",
         "+\talloc r31=ar.pfs,6,0,0,0",
         "-\tadd sp=(memory_stack_end - 16 - .reloc_entry),r2",
@@ -92,6 +101,12 @@ def test_upstream_diff_shows_only_the_rewrite(upstream_out: Path, upstream_tree:
         "-register_stack:",
         "-\t.fill           8192, 1, 0",
         "-register_stack_end:",
+        "+/* The build fails here if relocate_new_kernel outgrows KEXEC_CONTROL_CODE_PAGE_SIZE */",
+        '+\t.pushsection .discard.relocate_new_kernel_size, "", @progbits',
+        "+\tdata1 .Lkexec_code_too_big * 0x1000\t// 0, or -0x1000: too large for the byte",
+        "+\t.popsection",
+        "+\t.set .Lkexec_code_size, relocate_new_kernel_end - relocate_new_kernel",
+        "+\t.set .Lkexec_code_too_big, .Lkexec_code_size > KEXEC_CONTROL_CODE_PAGE_SIZE",
     ]
 
 
@@ -138,8 +153,9 @@ def test_header_compiles_in_c_and_assembly(upstream_out: Path, tmp_path: Path) -
     probe.write_text("#include <asm/kexec_control_page.h>\n"
                      "static relocate_new_kernel_t rnk;\n"
                      "void *probe(void) { return (void *)rnk; }\n")
-    subprocess.run(["gcc", "-fsyntax-only", "-Wall", "-Werror", "-I", str(tmp_path),
-                    str(probe)], check=True)
+    write_kernel_standins(tmp_path)
+    subprocess.run(["gcc", "-fsyntax-only", "-Wall", "-Werror", *HOST_KERNEL_DEFINES,
+                    "-I", str(tmp_path), str(probe)], check=True)
     out = subprocess.run(["cpp", "-D__ASSEMBLY__", "-I", str(tmp_path)],
                          input="#include <asm/kexec_control_page.h>\nKEXEC_CONTROL_CODE_SIZE\n",
                          capture_output=True, text=True, check=True).stdout
@@ -152,7 +168,10 @@ def test_verify_passes_on_upstream(upstream_out: Path, upstream_tree: Path,
     out = capsys.readouterr().out
     assert "FAIL" not in out
     assert "addl r12=8992,r2             -> adds r12=8176,r36" in out
-    assert out.rstrip().endswith("11 passed, 0 failed")
+    assert "the input is the tree's own arch/ia64/kernel/relocate_kernel.S" in out
+    assert "DEFINE_ARCH_HAS (expected: ARCH_HAS_KIMAGE_ARCH is the only hook" in out
+    assert "FILE_PATH_CHANGES (expected: a new file" in out
+    assert out.rstrip().endswith("13 passed, 0 failed")
 
 
 def test_rewrite_of_its_own_output_changes_nothing(upstream_out: Path, upstream_tree: Path,
@@ -172,7 +191,7 @@ def test_diff_check(upstream_out: Path, upstream_tree: Path,
     assert capsys.readouterr().out == ""
     assert main(["diff", "--kernel-tree", str(upstream_tree)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("diff --git a/arch/ia64/kernel/relocate_kernel.S")
+    assert "diff --git a/arch/ia64/kernel/relocate_kernel.S" in out
     assert "+\tmov r8=in5\n" in out
 
 
@@ -202,7 +221,9 @@ def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
         assert match and int(match.group(1), 0) == symbols[symbol] - start
     assert main(["verify", str(fixture_out), "--original", str(FIXTURE_2006),
                  "--kernel-tree", str(upstream_tree)]) == 0
-    assert "0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the input is not the tree's own arch/ia64/kernel/relocate_kernel.S" in out
+    assert "0 failed" in out
 
 
 def broken_copy(out: Path, tmp_path: Path, name: str, old: str, new: str) -> Path:
@@ -230,6 +251,17 @@ def broken_copy(out: Path, tmp_path: Path, name: str, old: str, new: str) -> Pat
     ("kexec_control_page.h", "#define KEXEC_CONTROL_CODE_SIZE\t\t\t0x0330",
      "#define KEXEC_CONTROL_CODE_SIZE\t\t\t0x0320",
      "FAIL  the header's numbers equal the object's"),
+    # the same number of lines, so that the hunks still apply: a call with 4 arguments
+    ("relocate_kernel.patch",
+     "+\t\t     GRANULEROUNDDOWN((unsigned long)pal_addr),\n"
+     "+\t\t     page_to_phys(image->arch.stack_pages),\n",
+     "+\t\t     GRANULEROUNDDOWN((unsigned long)pal_addr));\n"
+     "+\t/* no stacks */ (void)(image->arch.stack_pages\n",
+     "FAIL  the call of relocate_new_kernel passes 6 arguments"),
+    ("relocate_kernel.patch",
+     "+#define KEXEC_CONTROL_PAGE_SIZE KEXEC_CONTROL_CODE_PAGE_SIZE\n",
+     "+#define KEXEC_CONTROL_PAGE_SIZE (8192 + 8192 + 4096)\n",
+     "FAIL  KEXEC_CONTROL_PAGE_SIZE is no longer 20480"),
 ])
 def test_verify_fails_on_broken_outputs(upstream_out: Path, upstream_tree: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str], name: str, old: str,
@@ -240,25 +272,78 @@ def test_verify_fails_on_broken_outputs(upstream_out: Path, upstream_tree: Path,
     assert failing in out
 
 
-def test_patch_applies_and_passes_checkpatch(upstream_out: Path, upstream_tree: Path,
-                                             tmp_path: Path) -> None:
+PATCHED = ["arch/ia64/include/asm/kexec.h", "arch/ia64/include/asm/kexec_control_page.h",
+           "arch/ia64/kernel/machine_kexec.c", "arch/ia64/kernel/relocate_kernel.S"]
+
+
+def test_patch_is_the_whole_change_and_applies_to_the_pristine_tree(
+        upstream_out: Path, upstream_tree: Path, tmp_path: Path) -> None:
     patch = upstream_out / "relocate_kernel.patch"
     text = patch.read_text()
+    assert text.count("\nFrom 0000000000000000000000000000000000000000 ") == 0  # one mail
     assert "Subject: [PATCH] ia64/kexec:" in text
-    assert "must now" in text and "kimage_alloc_control_pages" in text
-    assert "@@ -38,8 +39,8 @@ .reloc_entry:" in text  # hunk headers name the nearest label
+    assert re.findall(r"^diff --git a/(\S+) b/", text, re.M) == PATCHED
+    assert " 4 files changed, " in text
+    assert re.search(r"^@@ -\d+,\d+ \+\d+,\d+ @@ \.reloc_entry:$", text, re.M)  # nearest label
+    assert re.search(r"^@@ .* @@ int machine_kexec_prepare\(struct kimage \*image\)$", text,
+                     re.M)  # diff=cpp, as the kernel's .gitattributes says
+    for before, after in ((32, 20), (32, 24), (32, 32), (64, 128)):
+        assert re.search(rf"KiB +{before} KiB +{after} KiB\n", text)
     work = tmp_path / "tree"
-    target = work / "arch/ia64/kernel/relocate_kernel.S"
-    target.parent.mkdir(parents=True)
-    target.write_bytes((upstream_tree / "arch/ia64/kernel/relocate_kernel.S").read_bytes())
+    for path in PATCHED:
+        if (upstream_tree / path).is_file():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_bytes((upstream_tree / path).read_bytes())
     subprocess.run(["git", "apply", "--check", str(patch)], cwd=work, check=True)
     subprocess.run(["git", "apply", str(patch)], cwd=work, check=True)
-    assert target.read_bytes() == (upstream_out / "relocate_kernel.S").read_bytes()
+    for name, path in (("relocate_kernel.S", PATCHED[3]), ("kexec_control_page.h", PATCHED[1])):
+        assert (work / path).read_bytes() == (upstream_out / name).read_bytes()
+    machine_kexec = (work / PATCHED[2]).read_text()
+    assert "kimage_alloc_control_pages(image" in machine_kexec
+    assert "typedef" not in machine_kexec
     result = subprocess.run(["perl", str(upstream_tree / "scripts/checkpatch.pl"), "--no-tree",
-                             "--show-types", str(patch)], capture_output=True, text=True)
-    assert "total: 0 errors, 1 warnings" in result.stdout
-    assert re.findall(r"^(?:WARNING|ERROR|CHECK):(\w+)", result.stdout, re.M) == \
-        ["FILE_PATH_CHANGES"]
+                             "--strict", "--show-types", str(patch)],
+                            capture_output=True, text=True)
+    assert "total: 1 errors, 1 warnings, 0 checks" in result.stdout
+    assert sorted(re.findall(r"^(?:WARNING|ERROR|CHECK):(\w+)", result.stdout, re.M)) == \
+        ["DEFINE_ARCH_HAS", "FILE_PATH_CHANGES"]
+
+
+def test_regenerated_file_fails_to_assemble_when_its_code_outgrows_the_page(
+        upstream_out: Path, upstream_tree: Path, tmp_path: Path) -> None:
+    header = (upstream_out / "kexec_control_page.h").read_text()
+    small = re.sub(r"(#define KEXEC_CONTROL_CODE_PAGE_SIZE\s+)0x1000", r"\g<1>0x0100", header)
+    assert small != header
+    with pytest.raises(RelgenError, match="too large for field of 1 byte"):
+        kbuild.assemble(upstream_out / "relocate_kernel.S", kbuild.KernelTree(upstream_tree),
+                        tmp_path, extra_headers={HEADER_INCLUDE: small})
+
+
+def test_from_and_date_set_author_signoff_and_date(upstream_tree: Path, toolchain: None,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["rewrite", "--kernel-tree", str(upstream_tree), "-o", str(out),
+                 "--from", "Ann Dev <ann@example.org>", "--date", "2026-11-25 04:00 +0000"]) == 0
+    text = (out / "relocate_kernel.patch").read_text()
+    assert "\nFrom: Ann Dev <ann@example.org>\nDate: Wed, 25 Nov 2026 04:00:00 +0000\n" in text
+    assert "\nSigned-off-by: Ann Dev <ann@example.org>\n---\n" in text
+    assert "warning" not in capsys.readouterr().err
+    assert main(["rewrite", "--kernel-tree", str(upstream_tree), "-o", str(out),
+                 "--date", "yesterday-ish"]) == 2
+    assert "git does not take this date" in capsys.readouterr().err
+
+
+def test_placeholder_author_is_a_warning(upstream_tree: Path, toolchain: None, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    out = tmp_path / "out"
+    assert main(["rewrite", "--kernel-tree", str(upstream_tree), "-o", str(out)]) == 0
+    assert "warning: no --from and no git config" in capsys.readouterr().err
+    assert "\nFrom: relgen <relgen@localhost>\n" in (out / "relocate_kernel.patch").read_text()
 
 
 def test_writes_nothing_on_error(upstream_tree: Path, tmp_path: Path,

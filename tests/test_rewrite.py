@@ -87,7 +87,24 @@ def test_rewrite_of_the_linux61_shape() -> None:
     new_lines = text.splitlines(keepends=True)
     kept = [line for line in new_lines if line in old_lines]
     assert kept == [line for line in old_lines if line in kept]
-    assert len(new_lines) == len(old_lines) - 7 + 1
+    # 7 lines of data areas gone; the include, 5 lines of argument comment and 6 of guard new
+    assert len(new_lines) == len(old_lines) - 7 + 1 + 5 + 6
+    entry = text.index("GLOBAL_ENTRY(relocate_new_kernel)")
+    assert text.rindex(" * in4: physical address of memory_stack", 0, entry) < \
+        text.rindex(" * in5: physical address of register_stack", 0, entry)
+    size_word = text.index("data8\trelocate_new_kernel_end - relocate_new_kernel")
+    guard = text.index("\t.set .Lkexec_code_too_big, .Lkexec_code_size > "
+                       "KEXEC_CONTROL_CODE_PAGE_SIZE\n")
+    assert size_word < text.index("\tdata1 .Lkexec_code_too_big * 0x1000") < guard
+
+
+def test_guard_and_comment_are_parsed_syntax() -> None:
+    text = syntax.unparse(rw.rewrite_control_page(syntax.parse(LINUX61_SHAPE)).module)
+    module = syntax.parse(text)
+    kinds = {item.text.split()[0]: item.kind for _, item in module.items()
+             if item.text.startswith((".pushsection", "data1", ".set", ".popsection"))}
+    assert kinds == {".pushsection": "directive", "data1": "data", ".set": "directive",
+                     ".popsection": "directive"}
 
 
 def test_rewrite_is_idempotent_on_its_output() -> None:

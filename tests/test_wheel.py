@@ -1,4 +1,5 @@
-"""`pip install .` gives a working relgen: the wheel carries the grammar and templates."""
+"""`pip install .` gives a working relgen: the wheel carries the grammar, templates and
+semantic patches."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def test_wheel_carries_grammar_templates_and_command(tmp_path: Path) -> None:
+def test_wheel_carries_grammar_templates_semantic_patches_and_command(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                     str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("relgen-*.whl")
@@ -18,6 +19,8 @@ def test_wheel_carries_grammar_templates_and_command(tmp_path: Path) -> None:
     assert "relgen/_data/grammars/ia64.lark" in names
     assert {"relgen/_data/templates/kexec_control_page.h.j2",
             "relgen/_data/templates/patch_message.j2"} <= names
+    assert {"relgen/_data/cocci/kexec_h.cocci.j2",
+            "relgen/_data/cocci/machine_kexec_c.cocci.j2"} <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "relgen = relgen.cli:main" in text

@@ -139,6 +139,7 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
     from .outputs import check_output_folder
+    from .patch import resolve_author
     from .pipeline import SOURCE_NAME, kernel_path, run_rewrite, source_diff
 
     writing = not (args.diff or args.check)
@@ -147,7 +148,9 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     tree, source = _tree_and_source(args)
     if writing:
         check_output_folder(args.output, protected=(tree.root,))
-    run = run_rewrite(source, tree, entry=args.entry, include_dirs=args.include)
+    author = resolve_author(args.author, tree.root)
+    run = run_rewrite(source, tree, entry=args.entry, include_dirs=args.include,
+                      author=author.identity, date=args.date)
     if not run.passed:
         sys.stdout.write(run.report().render())
         print(f"{source.shown}: error: the regenerated file failed verification; nothing "
@@ -156,13 +159,15 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     regen = run.regen
     if not writing:
         if args.diff and regen.changed:
-            sys.stdout.write(source_diff(regen))
+            sys.stdout.buffer.write(source_diff(regen))
         if args.check:
             verdict = f"would rewrite {kernel_path(source)}" if regen.changed else \
                 f"{source.shown} is already in code-first layout"
             print(verdict, file=sys.stderr)
             return EXIT_CHECK_FAILED if regen.changed else EXIT_OK
         return EXIT_OK
+    if author.warning and regen.changed:
+        print(author.warning, file=sys.stderr)
     _write(args, args.output, run.files, (tree.root,))
     if regen.changed:
         print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
@@ -183,6 +188,7 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     # `relgen diff` is `relgen rewrite --diff` (or `--check`): the same pipeline, no writing
     args.diff, args.output, args.force = not args.check, None, False
+    args.author, args.date = None, None
     return _cmd_rewrite(args)
 
 
@@ -294,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if PATH would change, 0 if it is already "
                        "code-first")
+    rewrite_cmd.add_argument("--from", dest="author", metavar="'NAME <EMAIL>'",
+                             help="the patch's author and Signed-off-by (default: git config "
+                             "user.name and user.email of the tree, else the user's, else a "
+                             "placeholder with a warning)")
+    rewrite_cmd.add_argument("--date", metavar="DATE",
+                             help="the patch's date, in any form git takes (default: the "
+                             "epoch, so that the same input gives the same bytes)")
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = _command(

@@ -3,21 +3,21 @@
 `regenerate()` runs the rewrite passes on the source, assembles the original and the
 regenerated file with the real toolchain, and measures both control pages in the objects;
 every number that reaches the header or the patch comes from those objects.
-`rewrite_outputs()` turns that into the files of the output folder.
+`rewrite_outputs()` turns that into the files of the output folder; the patch holds the
+whole change (the .S, the header and the C callers changed by `callers`), made by `patch`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, emit, kbuild, layout, layout_svg
+from . import __version__, callers, emit, kbuild, layout, layout_svg, patch
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .region import check_procedures_closed, find_region
@@ -103,6 +103,7 @@ class Regeneration:
     after: layout.ControlPageMap
     standins: tuple[str, ...]
     header_facts: emit.HeaderFacts
+    caller_sources: callers.CallerSources | None = None  # the tree's C, as it was
 
     @property
     def changed(self) -> bool:
@@ -125,8 +126,8 @@ def _area_facts(result: RewriteResult, before: layout.ControlPageMap
 
 def _header_facts(source: SourceFile, result: RewriteResult,
                   areas: tuple[emit.DataAreaFacts, ...],
-                  control_map: layout.ControlPageMap | None, code_size: int
-                  ) -> emit.HeaderFacts:
+                  control_map: layout.ControlPageMap | None, code_size: int,
+                  sources: callers.CallerSources | None = None) -> emit.HeaderFacts:
     # a draft knows only that the entry opens the page
     points = (emit.EntryPointFacts(result.region.entry, 0, True),) if control_map is None \
         else tuple(
@@ -135,6 +136,9 @@ def _header_facts(source: SourceFile, result: RewriteResult,
     return emit.HeaderFacts(
         relgen_version=__version__, input_path=kernel_path(source), input_sha256=source.sha256,
         entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
+        # the parameters as the tree's own machine_kexec.c names and orders them
+        existing_arguments=emit.read_typedef_arguments(sources.machine_kexec_c)
+        if sources is not None else emit.UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     )
 
 
@@ -163,10 +167,12 @@ def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
     before, original, _ = source_map(source, tree, workdir / "original", entry=entry,
                                      include_dirs=include_dirs, extra_headers={})
     areas = _area_facts(result, before)
+    sources = callers.read_callers(tree.root)
     # The regenerated file uses only the area sizes from the header, so a first rendering
     # (with the old code size and only the entry point, as only the new object can tell)
     # assembles it exactly as the final header will.
-    draft = emit.render_header(_header_facts(source, result, areas, None, before.code_size))
+    draft = emit.render_header(_header_facts(source, result, areas, None, before.code_size,
+                                             sources))
     new_path = workdir / "new" / SOURCE_NAME
     new_path.parent.mkdir(parents=True, exist_ok=True)
     new_path.write_text(new_text, encoding="utf-8", newline="")
@@ -174,50 +180,80 @@ def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
     after, _, _ = source_map(new_source, tree, workdir / "new", entry=entry,
                              include_dirs=include_dirs,
                              extra_headers={HEADER_INCLUDE: draft})
-    facts = _header_facts(source, result, areas, after, after.size)
+    facts = _header_facts(source, result, areas, after, after.size, sources)
     return Regeneration(source, result, new_text, emit.render_header(facts), before, after,
-                        original.standins, facts)
+                        original.standins, facts, sources)
 
 
 def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
     """KEXEC_CONTROL_PAGE_SIZE of the tree's asm/kexec.h, e.g. (8192 + 8192 + 4096)."""
-    path = tree.root / "arch" / "ia64" / "include" / "asm" / "kexec.h"
-    if not path.is_file():
-        return None
-    match = re.search(r"#define\s+KEXEC_CONTROL_PAGE_SIZE\s+\(?([0-9+\s]+)\)?",
-                      path.read_text(encoding="utf-8"))
-    if not match:
-        return None
-    return sum(int(term) for term in match.group(1).split("+"))
+    path = tree.root / callers.KEXEC_H_PATH
+    return callers.control_page_size(path.read_text(encoding="utf-8")) if path.is_file() \
+        else None
+
+
+def _pages(size: int, page: int) -> int:
+    """Bytes kimage_alloc_control_pages(image, get_order(size)) takes: a power of two pages."""
+    pages = 1
+    while pages * page < size:
+        pages *= 2
+    return pages * page
+
+
+def control_memory(before_size: int, code_page_size: int, stacks_size: int,
+                   page_sizes: Sequence[int]) -> tuple[emit.ControlMemory, ...]:
+    """Control memory per image at each page size: one allocation before, two after."""
+    return tuple(emit.ControlMemory(page, _pages(before_size, page),
+                                    _pages(code_page_size, page) + _pages(stacks_size, page))
+                 for page in page_sizes)
+
+
+def patch_files(regen: Regeneration) -> list[patch.FileChange]:
+    """The four files of the commit: the .S, the header, and the C changed with spatch."""
+    changes = [
+        patch.FileChange(kernel_path(regen.source), regen.source.text.encode("utf-8"),
+                         regen.new_text.encode("utf-8")),
+        patch.FileChange(emit.HEADER_PATH, None, regen.header_text.encode("utf-8")),
+    ]
+    if regen.caller_sources is not None:
+        new = callers.change_callers(regen.caller_sources, regen.header_facts)
+        for path, old_text in regen.caller_sources.by_path().items():
+            changes.append(patch.FileChange(path, old_text.encode("utf-8"),
+                                            new.by_path()[path].encode("utf-8")))
+    return changes
 
 
 def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
-               instructions_compared: int | None = None) -> str:
-    """The format-patch mail: the .S change and the new header."""
+               instructions_compared: int | None = None, *,
+               author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
+    """The format-patch mail of the whole change, made by git."""
     source = regen.source
-    path = kernel_path(source)
+    before_size = control_page_size_before(tree) or regen.before.size
     facts = emit.PatchFacts(
-        relgen_version=__version__, input_path=path, input_sha256=source.sha256,
+        relgen_version=__version__, input_path=kernel_path(source),
+        input_sha256=source.sha256,
         entry=regen.result.region.entry, data_areas=regen.header_facts.data_areas,
-        before_size=control_page_size_before(tree) or regen.before.size,
+        before_size=before_size,
         after_size=regen.header_facts.code_page_size, code_size=regen.after.size,
         instructions_rewritten=len(regen.result.rewritten),
         instructions_compared=instructions_compared,
         before_region_size=regen.before.size,
         code_after_data=_code_after_data(regen.before),
+        signed_off_by=patch.parse_identity(author),
+        existing_arguments=regen.header_facts.existing_arguments,
+        control_memory=control_memory(before_size, regen.header_facts.code_page_size,
+                                      regen.header_facts.stacks_size, emit.IA64_PAGE_SIZES),
+        callers_changed=regen.caller_sources is not None,
     )
-    diffs = [
-        emit.unified_diff(source.text.encode("utf-8"), regen.new_text.encode("utf-8"), path),
-        emit.new_file_diff(regen.header_text.encode("utf-8"), emit.HEADER_PATH),
-    ]
-    return emit.format_patch(subject=emit.DEFAULT_SUBJECT, author=emit.PLACEHOLDER_IDENTITY,
-                             body=emit.render_commit_message(facts), diffs=diffs)
+    mail = patch.format_patch(patch_files(regen), subject=emit.DEFAULT_SUBJECT,
+                              body=emit.render_commit_message(facts), author=author,
+                              date=date or patch.FIXED_DATE)
+    return mail.decode("utf-8")
 
 
-def source_diff(regen: Regeneration) -> str:
-    """The change to the .S as a unified diff, for `relgen rewrite --diff`."""
-    return emit.unified_diff(regen.source.text.encode("utf-8"), regen.new_text.encode("utf-8"),
-                             kernel_path(regen.source))
+def source_diff(regen: Regeneration) -> bytes:
+    """The whole change (the files of the patch) as one diff, for `relgen rewrite --diff`."""
+    return patch.diff_files(patch_files(regen))
 
 
 def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
@@ -255,10 +291,13 @@ def primary_outputs(regen: Regeneration) -> dict[str, bytes]:
 
 def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
                     page_sizes: Sequence[int] = kbuild.PAGE_SIZES,
-                    instructions_compared: int | None = None) -> dict[str, bytes]:
+                    instructions_compared: int | None = None, *,
+                    author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
+                    ) -> dict[str, bytes]:
     files = {**primary_outputs(regen), **layout_report(regen, page_sizes)}
     if regen.changed:
-        files[PATCH_NAME] = emit.encode_patch(patch_text(regen, tree, instructions_compared))
+        files[PATCH_NAME] = patch_text(regen, tree, instructions_compared, author=author,
+                                       date=date).encode("utf-8")
     return files
 
 
@@ -291,7 +330,8 @@ class RewriteRun:
 
 
 def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
-                entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
+                entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
+                author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None
                 ) -> RewriteRun:
     """Rewrite, assemble, verify as `relgen verify` does, and render every output.
 
@@ -311,7 +351,8 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
                                     include_dirs=include_dirs)
         objects = verify.verify(inputs, with_patch=False)
-        files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared)
+        files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared,
+                                author=author, date=date)
         checks = objects.checks
         if objects.passed:
             if PATCH_NAME in files:

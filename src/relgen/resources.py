@@ -1,4 +1,4 @@
-"""Where the grammar and templates are: the repository's folders, or the wheel's relgen/_data."""
+"""Where the grammar, templates and semantic patches are: the checkout's folders or relgen/_data."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """The folder `name` ("grammars" or "templates"), installed or in a source checkout."""
+    """The folder `name` ("grammars", "templates", "cocci"), installed or in a source checkout."""
     installed = _PACKAGE / "_data" / name
     if installed.is_dir():
         return installed

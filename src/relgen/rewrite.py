@@ -8,6 +8,9 @@
 3. `move_code_ahead`: inside the region, code keeps its order and goes before every area.
 4. `lift_data_areas`: the areas (with their serving `.align`) leave the control page.
 5. `include_header`: the file includes the generated header whose macros it now uses.
+6. `document_entry_arguments`: a comment at the entry names the new arguments.
+7. `guard_code_size`: after the size word, the assembler fails the build if the code
+   outgrows the code page the header allocates for it.
 
 `rewrite_control_page` runs them in that order. All label arithmetic is done on parsed
 expressions (`expr.linear_form`), never on strings.
@@ -34,6 +37,8 @@ from .syntax import (
 )
 
 HEADER_INCLUDE = "asm/kexec_control_page.h"
+#: The header's macro for the bytes allocated for the code (emit.CODE_PAGE_MACRO).
+CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
 # for another, since A-unit instructions run in the same M or I slot of a bundle.
 ADD_MNEMONICS = frozenset({"add", "adds", "addl"})
@@ -411,6 +416,54 @@ def _line_ending(module: Module) -> str:
     return "\n"
 
 
+def _insert_parsed(module: Module, at: int, text: str) -> Module:
+    """`text` parsed with the grammar, its lines inserted before line index `at`."""
+    new_lines = parse(text).lines
+    number = module.lines[at - 1].number if at else 1
+    lines = list(module.lines)
+    lines[at:at] = [replace(line, number=number) for line in new_lines]
+    return module.with_lines(lines)
+
+
+def document_entry_arguments(module: Module, region: ControlPageRegion,
+                             areas: Sequence[DataArea], registers: Mapping[str, str]
+                             ) -> Module:
+    """A comment before the entry: which input register brings which data area."""
+    ending = _line_ending(module)
+    lines = ["/*", " * The stacks are not in the control page; the caller passes them in:"]
+    lines += [f" * {registers[a.name]}: physical address of {a.name} ({a.size_macro} bytes)"
+              for a in areas]
+    lines.append(" */")
+    return _insert_parsed(module, region.start, ending.join(lines) + ending)
+
+
+#: A section the kernel's linker script discards (asm-generic/vmlinux.lds.h, DISCARDS).
+GUARD_SECTION = ".discard.relocate_new_kernel_size"
+
+
+def guard_code_size(module: Module, region: ControlPageRegion) -> Module:
+    """After the size word: the assembler fails the build if the code outgrows its page.
+
+    The size is measured by the assembler on the real code between the entry and the end
+    label, so the guarantee holds for any later edit of the file. It cannot be an `.if`: an
+    `.align` inside the code leaves the size unknown until the assembler has laid out the
+    section. So a data1 in a section the kernel discards takes `too_big * 0x1000`, where
+    `too_big` is set only after it: the assembler resolves it once the layout is final, and
+    GAS's `>` gives -1 when true; -0x1000 does not fit in one byte, which is an error.
+    """
+    ending = _line_ending(module)
+    size, too_big = ".Lkexec_code_size", ".Lkexec_code_too_big"  # local: not in the object
+    text = ending.join([
+        f"/* The build fails here if {region.entry} outgrows {CODE_PAGE_MACRO} */",
+        f'\t.pushsection {GUARD_SECTION}, "", @progbits',
+        f"\tdata1 {too_big} * 0x1000\t// 0, or -0x1000: too large for the byte",
+        "\t.popsection",
+        f"\t.set {size}, {region.end_label} - {region.entry}",
+        f"\t.set {too_big}, {size} > {CODE_PAGE_MACRO}",
+    ]) + ending
+    return _insert_parsed(module, region.size_word_line + 1, text)
+
+
 # ------------------------------------------------------------------------ all passes
 
 
@@ -428,6 +481,8 @@ def rewrite_control_page(module: Module, entry: str = "relocate_new_kernel") -> 
     new = move_code_ahead(new, region)
     new = lift_data_areas(new, find_region(new, entry))
     new = include_header(new)
+    new = document_entry_arguments(new, find_region(new, entry), region.data_areas, registers)
+    new = guard_code_size(new, find_region(new, entry))
     new_alloc = find_alloc(new, find_region(new, entry))
     return RewriteResult(new, region, region.data_areas, registers, rewritten, alloc.text,
                          new_alloc.text)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kbuild, layout
+from . import callers, kbuild, layout
 from .elf import ObjectFile, load_object
+from .emit import read_typedef_arguments
 from .errors import RelgenError
 from .pipeline import (
     HEADER_NAME,
@@ -31,6 +32,8 @@ from .pipeline import (
 from .rewrite import HEADER_INCLUDE, RewriteResult, rewrite_control_page
 
 NOP = re.compile(r"nop(\.[mifbx])?\b")
+#: KEXEC_CONTROL_PAGE_SIZE before the change: 8192 + 8192 + 4096.
+OLD_CONTROL_PAGE_SIZE = 20480
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,22 @@ def _run(command: list[str], cwd: Path | None = None, stdin: str | None = None
                           check=False)
 
 
+#: What a kernel build gives every unit (compiler_attributes.h), for a host compile.
+HOST_KERNEL_DEFINES = ("-D__noreturn=__attribute__((__noreturn__))",)
+
+#: <linux/build_bug.h> reduced to the one macro the header uses: the kernel's static_assert
+#: (its message optional) on the compiler's _Static_assert.
+BUILD_BUG_STANDIN = """#define static_assert(expr, ...) __static_assert(expr, ##__VA_ARGS__, #expr)
+#define __static_assert(expr, msg, ...) _Static_assert(expr, msg)
+"""
+
+
+def write_kernel_standins(include_dir: Path) -> None:
+    """The kernel headers the generated header includes, as stand-ins for a host compile."""
+    (include_dir / "linux").mkdir(parents=True, exist_ok=True)
+    (include_dir / "linux" / "build_bug.h").write_text(BUILD_BUG_STANDIN, encoding="utf-8")
+
+
 def check_header_compiles(header: str, work: Path) -> Check:
     gcc = shutil.which("gcc")
     if gcc is None:
@@ -381,9 +400,11 @@ def check_header_compiles(header: str, work: Path) -> Check:
     include = work / "header-include" / "asm"
     include.mkdir(parents=True, exist_ok=True)
     (include / "kexec_control_page.h").write_text(header, encoding="utf-8")
+    write_kernel_standins(include.parent)
     probe = f"#include <{HEADER_INCLUDE}>\n"
-    c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", "-x", "c",
-                   "-I", str(include.parent), "-"], stdin=probe + "int kexec_probe;\n")
+    c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", *HOST_KERNEL_DEFINES,
+                   "-x", "c", "-I", str(include.parent), "-"],
+                  stdin=probe + "int kexec_probe;\n")
     asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", "-x", "assembler-with-cpp",
                      "-I", str(include.parent), "-"], stdin=probe)
     evidence = [f"  gcc -fsyntax-only -x c: exit {c_mode.returncode}",
@@ -402,15 +423,57 @@ def patch_checks(inputs: Inputs, work: Path) -> list[Check]:
                       ("  FAIL: a patch was written for an input that needs no change",)
                       if present else ())]
     return check_patch(inputs, work)
+#: The checkpatch.pl messages the patch cannot avoid, each with its reason.
+EXPECTED_CHECKPATCH = {
+    "FILE_PATH_CHANGES": "a new file; arch/ia64/ is in MAINTAINERS already",
+    "DEFINE_ARCH_HAS": "ARCH_HAS_KIMAGE_ARCH is the only hook include/linux/kexec.h offers "
+                       "for struct kimage_arch",
+}
+
+
+def _copy_tree_files(inputs: Inputs, scratch: Path) -> list[str]:
+    """The files the patch changes, as the tree has them, the .S being the input's bytes."""
+    path = kernel_path(inputs.original)  # the path the patch names
+    copied = [path]
+    (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+    (scratch / path).write_bytes(inputs.original.text.encode("utf-8"))
+    for caller in (callers.KEXEC_H_PATH, callers.MACHINE_KEXEC_PATH):
+        if (inputs.tree.root / caller).is_file():
+            (scratch / caller).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(inputs.tree.root / caller, scratch / caller)
+            copied.append(caller)
+    return copied
+
+
+def check_changed_callers(header: str, scratch: Path, entry: str) -> list[Check]:
+    """Simple reads of the patched C: the call passes every argument, the page shrank."""
+    machine_kexec = scratch / callers.MACHINE_KEXEC_PATH
+    kexec_h = scratch / callers.KEXEC_H_PATH
+    if not machine_kexec.is_file() or not kexec_h.is_file():
+        return [Check("the patched C callers", False,
+                      ("  FAIL: the patch does not change asm/kexec.h and machine_kexec.c",))]
+    wanted = len(read_typedef_arguments(header))
+    calls = callers.entry_call_arguments(machine_kexec.read_text(encoding="utf-8"))
+    call = Check(f"the call of {entry} passes {wanted} arguments",
+                 bool(calls) and all(count == wanted for count in calls),
+                 (f"  {callers.MACHINE_KEXEC_PATH}: calls through {callers.TYPEDEF} pass "
+                  f"{', '.join(map(str, calls)) or 'no'} arguments; the header's typedef "
+                  f"takes {wanted}",))
+    size = callers.control_page_size(kexec_h.read_text(encoding="utf-8"))
+    page = Check("KEXEC_CONTROL_PAGE_SIZE is no longer 20480", size != OLD_CONTROL_PAGE_SIZE,
+                 (f"  {callers.KEXEC_H_PATH}: KEXEC_CONTROL_PAGE_SIZE "
+                  + (f"= {size}" if size is not None else "is a macro of the header"),))
+    return [call, page]
 
 
 def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     if inputs.patch_path is None:
         return [Check("the patch applies to the tree", False, ("  FAIL: no patch written",))]
-    path = kernel_path(inputs.original)  # the path the patch names
+    path = kernel_path(inputs.original)
     scratch = work / "apply"
-    (scratch / path).parent.mkdir(parents=True, exist_ok=True)
-    (scratch / path).write_bytes(inputs.original.text.encode("utf-8"))
+    copied = _copy_tree_files(inputs, scratch)
+    own = inputs.tree.relocate_kernel.is_file() and \
+        inputs.tree.relocate_kernel.read_bytes() == inputs.original.text.encode("utf-8")
     patch = str(inputs.patch_path.resolve())
     check = _run(["git", "apply", "--check", patch], scratch)
     applied = _run(["git", "apply", patch], scratch) if check.returncode == 0 else check
@@ -418,25 +481,28 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     same = result == inputs.new.text.encode("utf-8")
     applies = Check("the patch applies to the tree", check.returncode == 0 and
                     applied.returncode == 0 and same,
-                    (f"  git apply --check: exit {check.returncode}",
+                    (f"  the input {'is' if own else 'is not'} the tree's own {path}",
+                     f"  git apply --check on a scratch copy of {', '.join(copied)}: "
+                     f"exit {check.returncode}",
                      f"  applied, {path} equals the regenerated file: {same}",
                      *("  " + line for line in check.stderr.splitlines())))
+    checks = [applies]
+    if applied.returncode == 0:
+        checks += check_changed_callers(inputs.header_text, scratch, inputs.entry)
     script = inputs.tree.root / "scripts" / "checkpatch.pl"
     if not script.is_file():
-        return [applies, Check("checkpatch.pl is clean", False,
-                               (f"  FAIL: {script} not found",))]
-    result_cp = _run(["perl", str(script), "--no-tree", "--show-types", patch], work)
-    types = re.findall(r"^(ERROR|WARNING|CHECK):([A-Z_]+):", result_cp.stdout, re.M)
-    errors = [t for kind, t in types if kind == "ERROR"]
-    warnings = [t for kind, t in types if kind == "WARNING"]
-    unexpected = [t for t in warnings if t != "FILE_PATH_CHANGES"]
-    total = next((line for line in result_cp.stdout.splitlines()
-                  if line.startswith("total:")), "total: ?")
-    return [applies, Check("checkpatch.pl is clean", not errors and not unexpected,
-                           (f"  {total}",
-                            *(f"  {kind}:{t}" for kind, t in types),
-                            "  (FILE_PATH_CHANGES is expected: a new file under arch/ia64/,"
-                            " which MAINTAINERS covers)"))]
+        return [*checks, Check("checkpatch.pl --strict", False, (f"  FAIL: {script} not found",))]
+    run = _run(["perl", str(script), "--no-tree", "--strict", "--show-types", patch], work)
+    found = re.findall(r"^(ERROR|WARNING|CHECK):([A-Z_]+):", run.stdout, re.M)
+    unexpected = [f"{kind}:{name}" for kind, name in found if name not in EXPECTED_CHECKPATCH]
+    total = next((line for line in run.stdout.splitlines() if line.startswith("total:")),
+                 "total: ?")
+    evidence = [f"  {total}"]
+    evidence += [f"  {kind}:{name} (expected: {EXPECTED_CHECKPATCH[name]})"
+                 for kind, name in found if name in EXPECTED_CHECKPATCH]
+    evidence += [f"  FAIL: {message}" for message in unexpected]
+    name = "checkpatch.pl --strict: nothing but " + " and ".join(EXPECTED_CHECKPATCH)
+    return [*checks, Check(name, not unexpected, tuple(evidence))]
 
 
 # ----------------------------------------------------------------------------- report
