@@ -22,6 +22,7 @@ from relgen.kexec_image import (
 from relgen.verify import assemble_twins, load_inputs
 
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
+FIXTURE_2_6_20 = FIXTURES / "exec_2_6_20_shape.S"
 PAGE = 16384
 
 
@@ -81,7 +82,7 @@ def outputs(upstream_tree: Path, toolchain: None,
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     made = {}
     for name, source in (("6.1", upstream_tree / kbuild.RELOCATE_KERNEL),
-                         ("2006", FIXTURE_2006)):
+                         ("2006", FIXTURE_2006), ("2.6.20", FIXTURE_2_6_20)):
         out = tmp_path_factory.mktemp(name.replace(".", "_")) / "out"
         assert main(["rewrite", str(source), "--kernel-tree", str(upstream_tree),
                      "-o", str(out)]) == 0
@@ -99,7 +100,7 @@ def evidence_for(out: Path, source: Path, tree: Path, work: Path, plan: Executio
         inputs.expected.argument_registers, plan, page_size=PAGE)
 
 
-@pytest.mark.parametrize("shape", ["6.1", "2006"])
+@pytest.mark.parametrize("shape", ["6.1", "2006", "2.6.20"])
 def test_both_shapes_run_to_the_final_branch_with_identical_copies(
         shape: str, outputs: dict[str, tuple[Path, Path]], upstream_tree: Path,
         tmp_path: Path) -> None:
@@ -164,6 +165,9 @@ def broken(out: Path, tmp_path: Path, old: str, new: str) -> Path:
      "execution: every destination page equals its source, in both versions"),
     ("2006", "st8 [r17]=r14,8", "st8 [r17]=r14,16",
      "execution: every destination page equals its source, in both versions"),
+    ("2.6.20", "mov r8=in5", "mov r8=in4",
+     "execution: writes only to destinations and each version's own stacks; sp and "
+     "ar.bspstore in the same stack as before"),
     ("6.1", "tbit.z p0, p6=r30, 2;;", "tbit.z p0, p6=r30, 3;;",
      "execution: every destination page equals its source, in both versions"),
     ("6.1", "ld8  r30=[in0], 8;;", "ld8  r30=[in0], 4;;",

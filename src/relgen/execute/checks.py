@@ -152,7 +152,12 @@ def handed_over(outcome: Outcome) -> dict[str, str]:
     for index in range(4):  # in0..in3, the arguments both versions have
         value = m.stacked[index]
         state[f"in{index}"] = "undefined" if value is None else _shown(value, outcome)
-    state.update({f"b{n}": _shown(v, outcome) for n, v in enumerate(m.br)})
+    # branch registers hold code addresses: b0, the call's return link, may point just past
+    # the code, which in the original is where the stacks begin
+    page = outcome.image.control_page
+    state.update({f"b{n}": f"control page+{v - page:#x}"
+                  if page <= v <= page + outcome.side.program.size else f"{v:#x}"
+                  for n, v in enumerate(m.br)})
     state["pr"] = f"{sum(1 << n for n, bit in enumerate(m.pr) if bit):#x}"
     for name in ("lc", "ec", "rsc", "bspstore", "rnat", "k3", "k4"):
         state[f"ar.{name}"] = _shown(m.ar[name], outcome)
