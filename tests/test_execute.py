@@ -270,6 +270,8 @@ def test_rfi_continues_at_iip_with_ipsr(tmp_path: Path) -> None:
     ("\tpopcnt r3=r1", {}, "snippet+0x0 slot 1 `popcnt r3=r1`: not implemented by relgen's "
      "interpreter"),
     ("\tmov r3=ar.unat", {}, "not implemented by relgen's interpreter (`mov.m r3=ar.unat`)"),
+    ("1:\n{ .mib\n\tnop.m 0\n\tnop.i 0\n\tbr.wtop.sptk.few 1b\n}", {},
+     "not implemented by relgen's interpreter (`br.wtop.sptk.few"),
 ])
 def test_faults_name_the_instruction_and_its_place(body: str, before: dict[str, object],
                                                    message: str, tmp_path: Path) -> None:
@@ -299,3 +301,13 @@ def test_a_loop_that_never_leaves_is_stopped(tmp_path: Path) -> None:
         machine = Machine(memory)
         machine.ip = LOAD
         run(program, machine, LOAD, max_slots=50)
+
+
+def test_br_call_links_b0_and_starts_a_frame_of_the_outputs(tmp_path: Path) -> None:
+    body = ("{ .mib\n\tnop.m 0\n\tnop.i 0\n\tbr.call.sptk.many b0=1f\n}\n\t;;\n"
+            "\tadds r4=1,r0\n\t;;\n1:\n\tmov r3=b0")
+    machine, _ = execute(body, tmp_path, {"r4": 0, "ar.ec": 3})
+    assert (machine.gr[3], machine.gr[4]) == (LOAD + 16, 0)
+    assert machine.frame == Frame(0, 0)  # sof 8 - sol 8 outputs
+    assert machine.ar["pfs"] & 0x3FFF == Frame(8, 8).encoded()
+    assert machine.ar["pfs"] >> 52 & 0x3F == 3  # pfs.pec keeps ar.ec

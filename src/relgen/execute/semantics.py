@@ -405,6 +405,8 @@ def _branch(text: str, instruction: Instruction, completers: list[str], operands
         "spnt", "dpnt") else ""
     if kind in ("few", "many", "sptk", "dptk", "spnt", "dpnt"):
         kind = "cond"  # "br.few 100 <x>" is br.cond without its qualifier
+    if not kind:  # br.wtop, br.wexit, br.ia
+        return _unimplemented(text)
     link = None
     if kind == "call":
         link_text, operands = operands.split("=")
