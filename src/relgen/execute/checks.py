@@ -51,6 +51,10 @@ class ExecutionPlan:
     entry_ec: int = 0  # ar.ec on entry (see the note on the copy loop)
     with_notes: bool = True  # one more run of the original for the note on ar.ec
 
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.pages < 1:
+            raise ValueError("an execution plan runs at least one image of one page")
+
 
 FULL = ExecutionPlan()
 QUICK = ExecutionPlan(images=1, pages=4, with_notes=False)
