@@ -11,7 +11,9 @@ machine, not to the code). Sections:
   (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
-      lark's parse and relgen's tree building.
+      lark's parse and relgen's tree building;
+  (e) the interpreter of the execution checks: slots per second, time and slots per run, and
+      what the execution checks add to `verify` (all images) and to `rewrite` (fewer).
 
 Every figure is the best of --repeat runs. Run it with `make bench` (or
 `.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR]`).
@@ -382,6 +384,52 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
         print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
 
 
+# ---------------------------------------------------------------------------- (e) execution
+
+
+def report_execution(tree: KernelTree, repeat: int) -> None:
+    from relgen.execute.checks import FULL, QUICK, execution_evidence
+    from relgen.verify import assemble_twins, load_inputs, verify
+
+    print()
+    source = tree.root / RELOCATE_KERNEL
+    with tempfile.TemporaryDirectory(prefix="relgen-bench-") as folder:
+        out = Path(folder) / "out"
+        made = subprocess.run([str(RELGEN), "rewrite", str(source), "--kernel-tree",
+                               str(tree.root), "-o", str(out)], capture_output=True, check=False)
+        if made.returncode != 0:
+            print("(e) skipped: relgen rewrite failed")
+            return
+        inputs = load_inputs(out, tree, original=source, entry="relocate_new_kernel")
+        (twin,), _ = assemble_twins(inputs, Path(folder) / "twins", (16384,))
+        registers = inputs.expected.argument_registers if inputs.expected else {}
+
+        def evidence(plan: object) -> Callable[[], object]:
+            return lambda: execution_evidence(twin.original_object, twin.new_object,
+                                              twin.before, twin.after, registers, plan,
+                                              page_size=twin.page_size)
+        full = evidence(FULL)()
+        full_s = best_of(repeat, evidence(FULL))
+        quick_s = best_of(repeat, evidence(QUICK))
+        verify_s = best_of(repeat, lambda: verify(inputs))
+        before_write_s = best_of(repeat, lambda: verify(inputs, with_patch=False))
+    runs = 2 * FULL.images
+    summary = full.checks[0][2][0]
+    rate = summary.split("(")[-1].split(" slots/s")[0]
+    print("(e) execution checks: both control pages run by relgen's interpreter, in process")
+    print(f"    verify's plan:  {FULL.images} images of {FULL.pages} pages (16 KiB), 2 versions; "
+          f"rewrite's: {QUICK.images} image of {QUICK.pages} pages")
+    print(f"    slots run:      {full.slots} ({full.slots // runs} per run), {rate} slots/s "
+          "in the runs alone")
+    print(f"    per run:        {full_s / (runs + 1):.3f} s (the {runs} compared runs and one "
+          "with ar.ec=2 for the note, decoding included)")
+    print(f"    {'':16} {'execution s':>12} {'whole s':>9} {'share':>7}")
+    print(f"    {'verify':<16} {full_s:>12.3f} {verify_s:>9.3f} "
+          f"{100 * full_s / verify_s:>6.1f}%")
+    print(f"    {'rewrite check':<16} {quick_s:>12.3f} {before_write_s:>9.3f} "
+          f"{100 * quick_s / before_write_s:>6.1f}%")
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -408,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_rewrite(tree, args.repeat)
     report_startup(args.repeat)
     report_profile(tree)
+    report_execution(tree, args.repeat)
     return 0
 
 

@@ -20,6 +20,7 @@ from . import callers, kbuild, layout
 from .elf import ObjectFile, load_object
 from .emit import read_typedef_arguments
 from .errors import RelgenError
+from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
 from .pipeline import (
     HEADER_NAME,
     PATCH_NAME,
@@ -535,11 +536,13 @@ class Report:
 
 
 def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
-           with_patch: bool = True) -> Report:
+           with_patch: bool = True, execution: ExecutionPlan | None = None) -> Report:
     """Every check, in order: the twins at each page size, then header and patch.
 
     `relgen rewrite` runs it without the patch checks before it writes the patch, so that
-    the patch's commit message states only what was verified.
+    the patch's commit message states only what was verified. `execution` says how many
+    kexec images both pages run on (default: all of them with the patch checks, fewer and
+    smaller without, i.e. inside `rewrite`).
     """
     compared = None
     if inputs.tree.has_build:
@@ -574,6 +577,18 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
             checks.append(check_relocations(twin))
             compared = sum(len(pair.new) for pair in pairs)
             checks.append(check_header_numbers(inputs.header_text, twin, areas))
+            # -- execution evidence (issue 13): both pages run on synthetic kexec images --
+            if expected is not None and not expected.already_code_first:
+                plan = execution or (FULL if with_patch else QUICK)
+                run_twin = next((t for t in twins if t.page_size == kbuild.DEFAULT_PAGE_SIZE),
+                                twin)  # ia64's default page size where it was assembled
+                evidence = execution_evidence(
+                    run_twin.original_object, run_twin.new_object, run_twin.before,
+                    run_twin.after, expected.argument_registers, plan,
+                    page_size=run_twin.page_size)
+                checks += [Check(name, passed, lines)
+                           for name, passed, lines in evidence.checks]
+            # -- end of execution evidence --
             layout_text = ("before:\n" + layout.render_text(twin.before, page_sizes)
                            + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
         else:
