@@ -181,3 +181,19 @@ def test_broken_pipe_is_quiet() -> None:
     child.stdout.close()
     err = io.TextIOWrapper(child.stderr).read()
     assert (child.wait(), err) == (0, "")
+
+
+def test_a_crlf_input_fails_the_same_check_everywhere_with_its_reason(
+        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The patch keeps the input's CRLF; checkpatch rejects it, in rewrite as in verify."""
+    source = tmp_path / "relocate_kernel.S"
+    source.write_bytes(FIXTURE_2006.read_bytes().replace(b"\n", b"\r\n"))
+    tree = ("--kernel-tree", upstream_tree)
+    for argv in (("-o", tmp_path / "out"), ("--check",), ("--diff",)):
+        status, out, err = run(capsys, "rewrite", source, *tree, *argv)
+        assert status == 1
+        assert "FAIL: ERROR:DOS_LINE_ENDINGS (10 times): the input's lines end in CRLF" in out
+        assert err == f"{source}: error: the regenerated file failed verification; nothing " \
+            "written\n"
+    assert not (tmp_path / "out").exists()

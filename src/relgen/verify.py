@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -424,6 +425,10 @@ def patch_checks(inputs: Inputs, work: Path) -> list[Check]:
                       ("  FAIL: a patch was written for an input that needs no change",)
                       if present else ())]
     return check_patch(inputs, work)
+
+
+#: What checkpatch.pl says of lines that end in CRLF (it counts the CR as trailing space).
+CRLF_CHECKPATCH = frozenset({"DOS_LINE_ENDINGS", "TRAILING_WHITESPACE"})
 #: The checkpatch.pl messages the patch cannot avoid, each with its reason.
 EXPECTED_CHECKPATCH = {
     "FILE_PATH_CHANGES": "a new file; arch/ia64/ is in MAINTAINERS already",
@@ -501,7 +506,16 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     evidence = [f"  {total}"]
     evidence += [f"  {kind}:{name} (expected: {EXPECTED_CHECKPATCH[name]})"
                  for kind, name in found if name in EXPECTED_CHECKPATCH]
-    evidence += [f"  FAIL: {message}" for message in unexpected]
+    counts = Counter(unexpected)
+    crlf = "\r\n" in inputs.original.text
+    for message, count in counts.items():
+        times = f" ({count} times)" if count > 1 else ""
+        why = ""
+        if crlf and message.split(":")[1] in CRLF_CHECKPATCH:
+            why = (": the input's lines end in CRLF and the patch keeps the input's bytes; "
+                   "the kernel's own file ends its lines in LF, so convert the input (e.g. "
+                   "dos2unix) before making a patch of it")
+        evidence.append(f"  FAIL: {message}{times}{why}")
     name = "checkpatch.pl --strict: nothing but " + " and ".join(EXPECTED_CHECKPATCH)
     return [*checks, Check(name, not unexpected, tuple(evidence))]
 
