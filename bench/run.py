@@ -11,7 +11,10 @@ machine, not to the code). Sections:
   (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
-      lark's parse and relgen's tree building.
+      lark's parse and relgen's tree building;
+  (e) growth: relocate_kernel.S repeated 1, 10 and 100 times, parsed and run through the
+      rewrite passes in this process, each time as a ratio to the single copy's time per copy
+      (1.00 for every row means the work grows linearly with the input).
 
 Every figure is the best of --repeat runs. Run it with `make bench` (or
 `.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR]`).
@@ -382,6 +385,42 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
         print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
 
 
+# ---------------------------------------------------------------------------- (e) growth
+
+GROWTH_COPIES = (1, 10, 100)
+
+
+def rewrite_passes(module: object) -> None:
+    """The rewrite passes; an input they refuse (the copies define every label again) stops
+    with a positioned error, and what it cost up to there is what is measured."""
+    from relgen.rewrite import rewrite_control_page
+
+    try:
+        rewrite_control_page(module)  # type: ignore[arg-type]
+    except RelgenError:
+        pass
+
+
+def report_growth(tree: KernelTree, repeat: int) -> None:
+    text = read_source(tree.root / RELOCATE_KERNEL)
+    print()
+    print(f"(e) growth with the input: {RELOCATE_KERNEL} repeated, parse + rewrite passes")
+    print("    ratio: seconds per copy against the single copy's (1.00 = linear)")
+    print(f"    {'copies':>6} {'bytes':>9} {'parse s':>9} {'ratio':>6} {'rewrite s':>10} "
+          f"{'ratio':>6}")
+    base: tuple[float, float] | None = None
+    for copies in GROWTH_COPIES:
+        big = text * copies
+        module = parse(big)
+        parse_s = best_of(repeat, lambda big=big: parse(big))
+        rewrite_s = best_of(repeat, lambda module=module: rewrite_passes(module))
+        if base is None:
+            base = (parse_s, rewrite_s)
+        print(f"    {copies:>6} {len(big):>9} {parse_s:>9.3f} "
+              f"{ratio(parse_s / copies, base[0]):>6} {rewrite_s:>10.4f} "
+              f"{ratio(rewrite_s / copies, base[1]):>6}")
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -408,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_rewrite(tree, args.repeat)
     report_startup(args.repeat)
     report_profile(tree)
+    report_growth(tree, args.repeat)
     return 0
 
 

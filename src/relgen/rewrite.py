@@ -71,9 +71,16 @@ def _error(module: Module, item: Item, message: str) -> RelgenError:
 
 
 def _replace_item(module: Module, old: Item, new: Item) -> Module:
+    return _replace_items(module, {id(old): new})
+
+
+def _replace_items(module: Module, replacements: Mapping[int, Item]) -> Module:
+    """The module with each item whose id() is a key replaced, in one pass over the lines."""
+    if not replacements:
+        return module
     lines = [
-        replace(line, items=tuple(new if i is old else i for i in line.items))
-        if old in line.items else line
+        replace(line, items=tuple(replacements.get(id(i), i) for i in line.items))
+        if any(id(i) in replacements for i in line.items) else line
         for line in module.lines
     ]
     return module.with_lines(lines)
@@ -150,36 +157,38 @@ class _Known:
     line: int
 
 
-def _bundle_label(module: Module, target: Item) -> str | None:
-    """The label whose address `mov rX=ip` reads: the label right before its bundle.
+class _AnchorTracker:
+    """Which label `mov rX=ip` reads, followed item by item in one walk over the file.
 
-    That is the label right before the explicit bundle `{ ... }` that holds it, or right
-    before the instruction itself (GAS starts a new bundle at a label).
+    It is the label right before the explicit bundle `{ ... }` that holds the instruction
+    (with only instructions and directives before it in that bundle), or right before the
+    instruction itself (GAS starts a new bundle at a label). One walk keeps the rewrite
+    linear in the size of the file.
     """
-    flat: list[Item] = [item for _, item in module.items()]
-    position = flat.index(target)
-    in_bundle = _inside_bundle(flat, position)
-    for item in reversed(flat[:position]):
+
+    def __init__(self) -> None:
+        self._previous: Item | None = None  # the last item that is not a comment
+        self._depth = 0
+        self._bundle_label: str | None = None  # label before the open bundle, while clean
+
+    def anchor(self, item: Item) -> str | None:
+        """The label `item` (a `mov rX=ip`) would read, before `item` is seen."""
+        if self._depth > 0:
+            return self._bundle_label
+        return self._previous.name if isinstance(self._previous, Label) else None
+
+    def see(self, item: Item) -> None:
         if item.kind == "comment":
-            continue
-        if in_bundle:
-            if item.kind == "bundle_open":
-                in_bundle = False
-            elif not isinstance(item, Instruction | Directive):
-                return None
-            continue
-        return item.name if isinstance(item, Label) else None
-    return None
-
-
-def _inside_bundle(flat: Sequence[Item], position: int) -> bool:
-    depth = 0
-    for item in flat[:position]:
+            return
         if item.kind == "bundle_open":
-            depth += 1
+            self._depth += 1
+            previous = self._previous
+            self._bundle_label = previous.name if isinstance(previous, Label) else None
         elif item.kind == "bundle_close":
-            depth -= 1
-    return depth > 0
+            self._depth = max(0, self._depth - 1)
+        elif self._depth > 0 and not isinstance(item, Instruction | Directive):
+            self._bundle_label = None
+        self._previous = item
 
 
 def _register(expr: ex.Expr) -> str | None:
@@ -241,7 +250,10 @@ def rebase_area_references(
     area_range = {i for a in region.data_areas for i in a.lines}
     known: dict[str, _Known] = {}
     changes: list[tuple[Instruction, Instruction, DataArea]] = []
+    anchors = _AnchorTracker()
     for index, item in module.items():
+        anchor = anchors.anchor(item)
+        anchors.see(item)
         if isinstance(item, MacroCall):
             known.clear()  # a kernel macro may expand to anything
             continue
@@ -257,7 +269,6 @@ def rebase_area_references(
         touched = [op for op in item.sources if ex.symbols_in(op) & labels.keys()]
         if item.mnemonic == "mov" and len(item.sources) == 1 and _register(item.sources[0]) \
                 == "ip" and destination:
-            anchor = _bundle_label(module, item)
             if anchor:
                 known[destination] = _Known(ex.LinearForm({anchor: 1}, 0), item.line)
             else:
@@ -288,11 +299,9 @@ def rebase_area_references(
             _refuse_area_use(module, item, item.sources, labels)
         if destination:
             known.pop(destination, None)
-    rewritten: list[RewrittenInstruction] = []
-    for old, new, area in changes:
-        module = _replace_item(module, old, new)
-        rewritten.append(RewrittenInstruction(old.line, old.text, new.text, area.name))
-    return module, tuple(rewritten)
+    rewritten = tuple(RewrittenInstruction(old.line, old.text, new.text, area.name)
+                      for old, new, area in changes)
+    return _replace_items(module, {id(old): new for old, new, _ in changes}), rewritten
 
 
 def _added_value(module: Module, item: Instruction, known: Mapping[str, _Known]
