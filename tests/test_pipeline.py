@@ -196,9 +196,10 @@ def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
     for name in ("relocate_new_kernel", "kexec_fake_sal_rendez", "kexec_fake_sal_spin"):
         assert symbols[name] - start < 4096
     header = (fixture_out / "kexec_control_page.h").read_text()
-    for name in ("RELOCATE_NEW_KERNEL", "KEXEC_FAKE_SAL_RENDEZ", "KEXEC_FAKE_SAL_SPIN"):
-        symbol = name.lower()
-        match = re.search(rf"#define KEXEC_{name}_OFFSET\s+(\S+)", header)
+    assert "KEXEC_KEXEC_" not in header
+    for name in ("KEXEC_RELOCATE_NEW_KERNEL", "KEXEC_FAKE_SAL_RENDEZ", "KEXEC_FAKE_SAL_SPIN"):
+        symbol = "relocate_new_kernel" if name.endswith("KERNEL") else name.lower()
+        match = re.search(rf"#define {name}_OFFSET\s+(\S+)", header)
         assert match and int(match.group(1), 0) == symbols[symbol] - start
     assert main(["verify", str(fixture_out), "--original", str(FIXTURE_2006),
                  "--kernel-tree", str(upstream_tree)]) == 0

@@ -24,6 +24,7 @@ import jinja2
 
 from relgen import __version__
 from relgen.errors import RelgenError
+from relgen.names import offset_macro
 from relgen.resources import data_dir
 
 # ----------------------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ class EntryPointFacts(NamedTuple):
 
     @property
     def macro(self) -> str:
-        return f"KEXEC_{self.symbol.upper()}_OFFSET"
+        return offset_macro(self.symbol)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from . import expr as ex
 from .errors import RelgenError
+from .names import size_macro
 from .syntax import Directive, Instruction, Label, Line, MacroCall, Module
-
-AREA_MACRO_PREFIX = "KEXEC_"
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class DataArea:
     @property
     def size_macro(self) -> str:
         """The header's name for its size: memory_stack -> KEXEC_MEMORY_STACK_SIZE."""
-        return f"{AREA_MACRO_PREFIX}{self.name.upper()}_SIZE"
+        return size_macro(self.name)
 
     def offset_of(self, label: str) -> str:
         """Where `label` lies inside the area, as relgen writes it: "0" or the size macro."""

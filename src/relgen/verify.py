@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import kbuild, layout
 from .errors import RelgenError
+from .names import offset_macro, size_macro
 from .pipeline import (
     HEADER_NAME,
     PATCH_NAME,
@@ -290,9 +291,9 @@ def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str]) -> 
     expected = {"KEXEC_CONTROL_CODE_SIZE": twin.after.size}
     sizes = {s.name: s.size for s in twin.before.symbols}
     for area in data_areas:
-        expected[f"KEXEC_{area.upper()}_SIZE"] = sizes.get(area, -1)
+        expected[size_macro(area)] = sizes.get(area, -1)
     for symbol in twin.after.entry_points:
-        expected[f"KEXEC_{symbol.name.upper()}_OFFSET"] = symbol.offset
+        expected[offset_macro(symbol.name)] = symbol.offset
     lines, good = [], True
     for name, value in expected.items():
         got = defined.get(name)
