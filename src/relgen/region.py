@@ -3,19 +3,34 @@
 The region runs from the entry procedure (`GLOBAL_ENTRY(relocate_new_kernel)` or its label)
 to the label that its size word measures to (`data8 relocate_new_kernel_end -
 relocate_new_kernel`). Inside it, a data area is a label followed by an area directive
-(`.fill`, `.skip`, `.space`, `.zero`); the `.align` line right before it serves it, and the
-labels right after it (`memory_stack_end`) mark its end. Everything else is code and is
-split into chunks that keep their order.
+(`.fill`, `.skip`, `.space`, `.zero`), or by a preprocessor conditional whose every branch
+holds only area directives (the 2.6.18-xen trees: `#ifdef CONFIG_XEN` / `.fill 4096` /
+`#else` / `.fill 8192` / `#endif`); the `.align` line right before it serves it, and the
+labels right after it (`memory_stack_end`) mark its end, up to a label that code follows: a
+label's kind comes from what follows it. Everything else is code and is split into chunks
+that keep their order.
+
+Conditionals (`#if`, `#ifdef`, `#ifndef`, `#elif`, `#else`, `#endif`) inside the region must
+balance there, and each data area (its labels, its conditional body) lies at the region's
+own level, so taking the areas out leaves every conditional of the code balanced.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from . import expr as ex
 from .errors import RelgenError
 from .names import size_macro
-from .syntax import Directive, Instruction, Label, Line, MacroCall, Module
+from .syntax import Directive, Instruction, Label, Line, MacroCall, Module, Preprocessor
+
+CONDITIONAL_OPENERS = frozenset({"if", "ifdef", "ifndef"})
+CONDITIONAL_DIRECTIVES = CONDITIONAL_OPENERS | {"elif", "else", "endif"}
+# names in a conditional that are not configuration switches
+_NOT_SWITCHES = frozenset({"defined", "if", "ifdef", "ifndef", "elif", "else", "endif"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMENT = re.compile(r"/\*.*?\*/|//.*", re.S)
 
 
 @dataclass(frozen=True)
@@ -29,9 +44,12 @@ class DataArea:
     name: str
     aliases: tuple[str, ...]
     end_labels: tuple[str, ...]
-    size: int | None
+    size: int | None  # None when not a literal, or when it depends on a conditional
     directive_line: int
     lines: range
+    # the sizes its branches reserve (one for an unconditional area), where literal
+    sizes: tuple[int, ...] = ()
+    conditional: bool = False
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -65,6 +83,7 @@ class ControlPageRegion:
     size_word_line: int
     data_areas: tuple[DataArea, ...]
     chunks: tuple[Chunk, ...]
+    switches: tuple[str, ...] = ()  # the names the region's conditionals test, in order
 
     def area_for_label(self, label: str) -> DataArea | None:
         for area in self.data_areas:
@@ -177,37 +196,38 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
         raise _error(module, module.lines[end],
                      f"the end label {end_label} comes before {entry} itself")
 
-    area_lines = [i for i in range(start, end) if _area_directive(module.lines[i])]
-    # Each area's name: the labels on its directive's line, else those of the nearest
-    # label-only line above it (the lines between may only be comments or blank).
-    heads: list[tuple[int, list[str]]] = []
-    for directive_index in area_lines:
-        names = [lab.name for lab in module.lines[directive_index].labels()]
-        first = directive_index
-        if not names:
-            above = directive_index - 1
-            while above > start and _filler(module.lines[above]):
-                above -= 1
-            if above > start and _label_only(module.lines[above]):
-                names = [lab.name for lab in module.lines[above].labels()]
-                first = above
-        if not names:
-            line = module.lines[directive_index]
-            directive = _area_directive(line)
-            assert directive is not None  # area_lines holds only lines with one
-            raise _error(module, line, f"the data area reserved by {directive.name} has no "
-                         "label, so nothing can refer to it")
-        heads.append((first, names))
-
+    levels, groups, switches = _conditional_structure(module, start, end, end_label)
     areas: list[DataArea] = []
-    for number, directive_index in enumerate(area_lines):
-        first, names = heads[number]
-        # its end labels: the label-only lines after it, up to the next area's name
-        limit = heads[number + 1][0] if number + 1 < len(heads) else end
-        stop = directive_index + 1
+    heads: list[tuple[range, int, list[str]]] = []  # body, first line, names
+    for directive_index in range(start, end):
+        if not _area_directive(module.lines[directive_index]):
+            continue
+        body = _area_body(module, directive_index, groups)
+        if heads and heads[-1][0] == body:
+            continue  # another branch of the same conditional body
+        heads.append((body, *_area_names(module, start, directive_index, body)))
+
+    for number, (body, first, names) in enumerate(heads):
+        directive_index = next(i for i in body if _area_directive(module.lines[i]))
+        if levels[first - start] or levels[body.start - start]:
+            raise _error(module, module.lines[directive_index],
+                         f"the data area {names[-1]} lies inside a preprocessor conditional, "
+                         "so it exists in some configurations only; relgen needs every data "
+                         "area in every configuration (put the conditional inside the area: "
+                         "#ifdef around its .fill lines)")
+        # its end labels: the label-only lines after it, up to the next area's name or up to
+        # a label that code follows (that one is a code label, whatever stands before it)
+        limit = heads[number + 1][1] if number + 1 < len(heads) else end
+        stop = body.stop
         while stop < limit and (_label_only(module.lines[stop]) or _filler(module.lines[stop])):
             stop += 1
-        end_labels = [lab.name for i in range(directive_index + 1, stop)
+        if stop < limit and _is_code(module.lines[stop]):
+            last_label = max((i for i in range(body.stop, stop)
+                              if _label_only(module.lines[i])), default=None)
+            stop = body.stop if last_label is None else last_label
+            while stop > body.stop and module.lines[stop - 1].is_comment_only:
+                stop -= 1  # comments lead the code label and go with it
+        end_labels = [lab.name for i in range(body.stop, stop)
                       for lab in module.lines[i].labels()]
         # an .align right above serves the area: it exists only to align the area
         previous_stop = areas[-1].lines.stop if areas else start + 1
@@ -216,12 +236,15 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
         # comment-only lines right above lead the chunk and go with it
         while first - 1 >= previous_stop and module.lines[first - 1].is_comment_only:
             first -= 1
-        directive = _area_directive(module.lines[directive_index])
-        assert directive is not None
+        sizes = [_area_size(d) for i in body
+                 if (d := _area_directive(module.lines[i])) is not None]
+        literal = tuple(size for size in sizes if size is not None)
+        conditional = len(body) > 1
         areas.append(DataArea(
             name=names[-1], aliases=tuple(names[:-1]), end_labels=tuple(end_labels),
-            size=_area_size(directive), directive_line=directive_index,
-            lines=range(first, stop),
+            size=None if conditional or len(literal) != 1 else literal[0],
+            directive_line=directive_index, lines=range(first, stop),
+            sizes=literal, conditional=conditional,
         ))
 
     chunks: list[Chunk] = []
@@ -234,7 +257,115 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
     if cursor < end:
         chunks.append(Chunk("code", cursor, end))
     return ControlPageRegion(entry, start, end_label, end, size_word_line, tuple(areas),
-                             tuple(chunks))
+                             tuple(chunks), switches)
+
+
+def _conditional(line: Line) -> Preprocessor | None:
+    for item in line.items:
+        if isinstance(item, Preprocessor) and item.directive in CONDITIONAL_DIRECTIVES:
+            return item
+    return None
+
+
+def conditional_switches(item: Preprocessor) -> list[str]:
+    """The names a conditional tests: `#ifdef CONFIG_XEN`, `#if defined(A) && B` -> A, B."""
+    body = _COMMENT.sub(" ", item.text)[1:].lstrip(" \t")[len(item.directive):]
+    names = [name for name in _IDENTIFIER.findall(body) if name not in _NOT_SWITCHES]
+    return names[:1] if item.directive in ("ifdef", "ifndef") else names
+
+
+def _conditional_structure(module: Module, start: int, end: int, end_label: str
+                           ) -> tuple[list[int], dict[int, range], tuple[str, ...]]:
+    """Each region line's conditional level, each group (opener -> range through its
+    #endif) with the innermost group holding every line, and the names tested.
+
+    The conditionals must balance inside the region: an #else or #endif whose #if lies
+    outside it, or an #if not closed before the end label, is a positioned error.
+    """
+    stack: list[int] = []
+    levels: list[int] = []
+    groups: dict[int, range] = {}
+    switches: dict[str, None] = {}
+    for index in range(start, end):
+        line = module.lines[index]
+        item = _conditional(line)
+        if item is None:
+            levels.append(len(stack))
+            continue
+        if item.directive in CONDITIONAL_OPENERS:
+            levels.append(len(stack))
+            stack.append(index)
+        elif not stack:
+            raise _error(module, line, f"#{item.directive} closes a conditional opened before "
+                         "the control-page region begins; the conditionals inside the region "
+                         "must balance there", item.column)
+        else:
+            levels.append(len(stack) - 1)
+            if item.directive == "endif":
+                opener = stack.pop()
+                groups[opener] = range(opener, index + 1)
+        switches.update(dict.fromkeys(conditional_switches(item)))
+    if stack:
+        line = module.lines[stack[-1]]
+        raise _error(module, line, f"this conditional is not closed before {end_label}, the "
+                     "end of the control-page region; the conditionals inside the region must "
+                     "balance there")
+    return levels, groups, tuple(switches)
+
+
+def _area_body(module: Module, directive_index: int, groups: dict[int, range]) -> range:
+    """The area directive's line, or the outermost conditional around it whose every line
+    is an area directive, a conditional line, a comment or blank."""
+    body = range(directive_index, directive_index + 1)
+    for group in sorted((g for g in groups.values() if directive_index in g),
+                        key=len):
+        if not all(_conditional(module.lines[i]) or _filler(module.lines[i]) or
+                   _bare_area(module.lines[i]) for i in group):
+            break
+        body = group
+    return body
+
+
+def _bare_area(line: Line) -> bool:
+    statements = list(line.statements())
+    return len(statements) == 1 and _area_directive(line) is not None and \
+        not any(line.labels())
+
+
+def _area_names(module: Module, start: int, directive_index: int, body: range
+                ) -> tuple[int, list[str]]:
+    """The area's first line and its names: the labels on its directive's line, else those
+    of the nearest label-only line above its body (only comments or blank lines between)."""
+    names = [lab.name for lab in module.lines[directive_index].labels()] \
+        if len(body) == 1 else []
+    first = body.start
+    if not names:
+        above = body.start - 1
+        while above > start and _filler(module.lines[above]):
+            above -= 1
+        if above > start and _label_only(module.lines[above]):
+            names = [lab.name for lab in module.lines[above].labels()]
+            first = above
+    if not names:
+        line = module.lines[directive_index]
+        directive = _area_directive(line)
+        assert directive is not None  # called for lines with one only
+        raise _error(module, line, f"the data area reserved by {directive.name} has no "
+                     "label, so nothing can refer to it")
+    return first, names
+
+
+def _is_code(line: Line) -> bool:
+    """A line that lays down code or data words (not the END of a procedure)."""
+    for item in line.statements():
+        if isinstance(item, Instruction):
+            return True
+        if isinstance(item, Directive) and item.name not in (".endp", ".align", ".global",
+                                                             ".globl", ".type", ".size"):
+            return True
+        if isinstance(item, MacroCall) and item.name != "END":
+            return True
+    return False
 
 
 def require_data_areas(module: Module, region: ControlPageRegion) -> None:

@@ -20,7 +20,13 @@ from dataclasses import dataclass, replace
 
 from . import expr as ex
 from .errors import RelgenError
-from .region import ControlPageRegion, DataArea, find_region, require_data_areas
+from .region import (
+    CONDITIONAL_OPENERS,
+    ControlPageRegion,
+    DataArea,
+    find_region,
+    require_data_areas,
+)
 from .syntax import (
     Directive,
     Instruction,
@@ -191,6 +197,36 @@ class _AnchorTracker:
         self._previous = item
 
 
+class _BranchStates:
+    """What registers hold across preprocessor conditionals.
+
+    Each branch of `#if ... #else ... #endif` starts from what held before the `#if`; after
+    the `#endif` only what every branch (and, without an `#else`, the skipped case) leaves
+    alike is known.
+    """
+
+    def __init__(self) -> None:
+        # per open conditional: the state before it, the states its branches ended with,
+        # and whether it has an #else
+        self._open: list[tuple[dict[str, _Known], list[dict[str, _Known]], bool]] = []
+
+    def see(self, item: Preprocessor, known: dict[str, _Known]) -> dict[str, _Known]:
+        if item.directive in CONDITIONAL_OPENERS:
+            self._open.append((dict(known), [], False))
+            return known
+        if not self._open or item.directive not in ("elif", "else", "endif"):
+            return known
+        before, ends, has_else = self._open.pop()
+        ends.append(known)
+        if item.directive != "endif":
+            self._open.append((before, ends, has_else or item.directive == "else"))
+            return dict(before)
+        if not has_else:
+            ends.append(before)
+        return {register: value for register, value in ends[0].items()
+                if all(end.get(register) == value for end in ends[1:])}
+
+
 def _register(expr: ex.Expr) -> str | None:
     return expr.name if isinstance(expr, ex.Symbol) else None
 
@@ -206,17 +242,20 @@ def _rebased_operands(
     """The one-for-one replacement: same destination, base = the area's argument."""
     offset_text = area.offset_of(label)
     if offset_text != "0":
-        size = area.size
-        value = (size if size is not None else 0) + constant
+        # every size a configuration gives the area must fit
+        values = [size + constant for size in area.sizes]
+        value = values[0] if values else constant
         text = offset_text + (f" - {-constant}" if constant < 0 else
                               f" + {constant}" if constant > 0 else "")
     else:
-        value = constant
+        values = [value := constant]
         text = str(constant)
-    if area.size is not None and value not in IMM14_RANGE:
-        raise _error(module, item, f"the offset {value} into {area.name} does not fit the "
-                     f"14-bit immediate of adds ({IMM14_RANGE.start}..{IMM14_RANGE.stop - 1}); "
-                     "relgen will not change the code it generates")
+    for offset in values:
+        if offset not in IMM14_RANGE:
+            raise _error(module, item, f"the offset {offset} into {area.name} does not fit "
+                         f"the 14-bit immediate of adds ({IMM14_RANGE.start}.."
+                         f"{IMM14_RANGE.stop - 1}); relgen will not change the code it "
+                         "generates")
     destination = item.operands[0]
     comma = next((s for s in item.separators[1:] if s.strip() == ","), ",")
     if value == 0 and offset_text == "0":
@@ -251,9 +290,13 @@ def rebase_area_references(
     known: dict[str, _Known] = {}
     changes: list[tuple[Instruction, Instruction, DataArea]] = []
     anchors = _AnchorTracker()
+    branches = _BranchStates()
     for index, item in module.items():
         anchor = anchors.anchor(item)
         anchors.see(item)
+        if isinstance(item, Preprocessor):
+            known = branches.see(item, known)
+            continue
         if isinstance(item, MacroCall):
             known.clear()  # a kernel macro may expand to anything
             continue

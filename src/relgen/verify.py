@@ -31,6 +31,7 @@ from .pipeline import (
 from .rewrite import HEADER_INCLUDE, RewriteResult, rewrite_control_page
 
 NOP = re.compile(r"nop(\.[mifbx])?\b")
+BRANCH_ADDRESS = re.compile(r"\b([0-9a-f]+) <[^>]+>")
 
 
 @dataclass(frozen=True)
@@ -128,17 +129,45 @@ def _piece_instructions(instructions: Sequence[kbuild.Instruction], control_map:
     return tuple(i for i in instructions if start <= i.bundle < start + piece.size)
 
 
-def correlate(twin: Twin) -> list[ProcedurePair]:
+def correlate(twin: Twin, area_sizes: dict[str, int | None] | None = None
+              ) -> list[ProcedurePair]:
+    """The code of both control pages as one sequence each, in address order.
+
+    The original's data areas are left out (each from its symbol over the size the source
+    gives it, else up to the next symbol), and so are the bundles of nops right before each
+    area, which only the `.align` that served it had added: code placed between or after the
+    areas, labelled or not, then lines up with where it went in the regenerated page.
+    """
     original = kbuild.disassemble_instructions(twin.original_object)
     new = kbuild.disassemble_instructions(twin.new_object)
-    after_pieces = {s.name: s for s in twin.after.code_symbols}
-    pairs = []
-    for piece in twin.before.code_symbols:
-        other = after_pieces.get(piece.name)
-        pairs.append(ProcedurePair(
-            piece.name, _piece_instructions(original, twin.before, piece),
-            () if other is None else _piece_instructions(new, twin.after, other)))
-    return pairs
+    sizes = area_sizes or {}
+    start = twin.before.start
+    areas = sorted((start + s.offset, start + s.offset + (sizes.get(s.name) or s.size))
+                   for s in twin.before.data_symbols)
+    code = [i for i in original if start <= i.bundle < twin.before.end and
+            not any(low <= i.bundle < high for low, high in areas)]
+    padding = {bundle for low, _ in areas for bundle in _nop_bundles_before(code, low)}
+    code = [i for i in code if i.bundle not in padding]
+    after = [i for i in new if twin.after.start <= i.bundle < twin.after.end]
+    return [ProcedurePair(twin.before.entry, tuple(code), tuple(after))]
+
+
+def _nop_bundles_before(code: Sequence[kbuild.Instruction], address: int) -> list[int]:
+    """The bundles of nops that end right at `address`, nearest first."""
+    bundles: dict[int, list[kbuild.Instruction]] = {}
+    for instruction in code:
+        bundles.setdefault(instruction.bundle, []).append(instruction)
+    found, at = [], address - 16
+    while at in bundles and all(NOP.match(i.text) for i in bundles[at]):
+        found.append(at)
+        at -= 16
+    return found
+
+
+def branch_target(instruction: kbuild.Instruction) -> int | None:
+    """The absolute address a branch names in objdump's text (`br.few 160 <x+0x160>`)."""
+    match = BRANCH_ADDRESS.search(instruction.text)
+    return int(match.group(1), 16) if match else None
 
 
 # ---------------------------------------------------------------------------- compare
@@ -223,8 +252,19 @@ def compare_instructions(pairs: Sequence[ProcedurePair], expected_rewrites: int,
             problems.append(f"{pair.name}: missing from the regenerated object")
             continue
         total += len(pair.new)
+        # where each original bundle went: a branch must reach the same instruction
+        moved = {old.bundle: new.bundle for old, new in zip(pair.original, pair.new,
+                                                            strict=False)}
         for old, new in zip(pair.original, pair.new, strict=False):
-            if old.comparable == new.comparable:
+            target = branch_target(old)
+            if target is not None and BRANCH_ADDRESS.sub("", old.text) == \
+                    BRANCH_ADDRESS.sub("", new.text):
+                if moved.get(target) == branch_target(new):
+                    identical += 1
+                    continue
+                problems.append(f"{_slot(old)}: `{old.text}` -> `{new.text}` no longer "
+                                "branches to the same instruction")
+            elif old.comparable == new.comparable:
                 identical += 1
                 continue
             line = f"  {_slot(old):40} {old.text:28} -> {new.text}"
@@ -429,7 +469,8 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
                 {name: f"r{32 + int(reg[2:])}"
                  for name, reg in (expected.argument_registers if expected else {}).items()},
                 twin.before.start)
-            pairs = correlate(twin)
+            pairs = correlate(twin, {a.name: a.size for a in expected.data_areas}
+                              if expected else None)
             allocs = 0 if expected is None or expected.already_code_first else 1
             checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
             compared = sum(len(pair.new) for pair in pairs)
