@@ -133,6 +133,7 @@ class PatchFacts:
     instructions_compared: int | None = None  # instructions compared between both objects
     before_region_size: int | None = None  # bytes the old control page held (code + areas)
     code_after_data: tuple[str, ...] = ()  # procedures that followed the areas (2006 shape)
+    configurations: str | None = None  # which preprocessor configurations were checked
     header_path: str = HEADER_PATH
     assembler: str = "ia64-linux-gnu-as -x"
     signed_off_by: str = PLACEHOLDER_IDENTITY
@@ -296,8 +297,14 @@ def _guards(facts: HeaderFacts) -> list[_Guard]:
     return guards
 
 
-def render_header(facts: HeaderFacts) -> str:
-    """The C header `asm/kexec_control_page.h`, usable from C and from assembly."""
+def render_header(facts: HeaderFacts,
+                  variants: Sequence[tuple[str | None, HeaderFacts]] = ()) -> str:
+    """The C header `asm/kexec_control_page.h`, usable from C and from assembly.
+
+    `variants` are the numbers of each configuration under its C condition (None for the
+    last, `#else`), measured where the source's conditionals make them differ; they must
+    name the same macros as `facts`.
+    """
     names = (
         ["KEXEC_CONTROL_CODE_SIZE", "KEXEC_CONTROL_CODE_PAGE_SIZE", "KEXEC_CONTROL_STACK_ARGS"]
         + [area.macro for area in facts.data_areas]
@@ -316,6 +323,7 @@ def render_header(facts: HeaderFacts) -> str:
             arguments=arguments,
             guards=_guards(facts),
             typedef_indent=_c_indent(len("typedef void (*relocate_new_kernel_t)(")),
+            variants=tuple(variants) or ((None, facts),),
         )
     )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, emit, kbuild, layout
+from .configurations import AS_GIVEN, Configuration, Configurations, enumerate_configurations
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .region import check_procedures_closed, find_region
@@ -74,6 +75,7 @@ def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[
 def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
                include_dirs: Sequence[Path] = (), page_size: int | None = None,
                extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
+               configuration: Configuration = AS_GIVEN,
                ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
     """Assemble `source` and map its control page; which symbols are data, the tree says."""
     require_regular_file(source.path)
@@ -82,11 +84,27 @@ def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, en
         companion_headers(source, include_dirs)
     assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
                                 include_dirs=include_dirs, extra_headers=headers,
-                                fatal_warnings=fatal_warnings)
+                                fatal_warnings=fatal_warnings,
+                                cpp_flags=configuration.cpp_flags)
     obj = load_object(assembled.object_path)
     control_map = layout.build_map(obj, entry=entry, end_label=region.end_label,
                                    data_areas=[a.name for a in region.data_areas])
     return control_map, assembled, obj
+
+
+def configurations_of(module: Module, entry: str, base: Configuration) -> Configurations:
+    """The configurations the region's conditionals name, with the user's -D/-U fixed."""
+    return enumerate_configurations(base, find_region(module, entry).switches)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration's measurements: both maps and the header's numbers."""
+
+    configuration: Configuration
+    before: layout.ControlPageMap
+    after: layout.ControlPageMap
+    header_facts: emit.HeaderFacts
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,9 @@ class Regeneration:
     after: layout.ControlPageMap
     standins: tuple[str, ...]
     header_facts: emit.HeaderFacts
+    # every configuration checked, the first one being before/after/header_facts above
+    variants: tuple[Variant, ...] = ()
+    configurations: Configurations | None = None
 
     @property
     def changed(self) -> bool:
@@ -141,38 +162,67 @@ def kernel_path(source: SourceFile) -> str:
 
 
 def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
-               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
-               ) -> Regeneration:
-    """Rewrite, assemble both files, and measure them. Nothing is written outside workdir."""
+               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
+               configuration: Configuration = AS_GIVEN) -> Regeneration:
+    """Rewrite, assemble both files in every configuration, and measure them. Nothing is
+    written outside workdir."""
     require_regular_file(source.path)
     check_procedures_closed(source.module)
     result = rewrite_control_page(source.module, entry)
     new_text = unparse(result.module)
+    configurations = configurations_of(source.module, entry, configuration)
     if result.already_code_first:
         headers = companion_headers(source, include_dirs)
         after, assembled, _ = source_map(source, tree, workdir / "new", entry=entry,
-                                         include_dirs=include_dirs, extra_headers=headers)
+                                         include_dirs=include_dirs, extra_headers=headers,
+                                         configuration=configurations.each[0])
         facts = _header_facts(source, result, (), after, after.size)
         return Regeneration(source, result, new_text, headers[HEADER_INCLUDE], after, after,
-                            assembled.standins, facts)
+                            assembled.standins, facts,
+                            (Variant(configurations.each[0], after, after, facts),),
+                            configurations)
 
-    before, original, _ = source_map(source, tree, workdir / "original", entry=entry,
-                                     include_dirs=include_dirs, extra_headers={})
-    areas = _area_facts(result, before)
+    originals = []
+    for each in configurations.each:
+        before, original, _ = source_map(source, tree, workdir / "original" / each.folder,
+                                         entry=entry, include_dirs=include_dirs,
+                                         extra_headers={}, configuration=each)
+        originals.append((each, before, _area_facts(result, before)))
     # The regenerated file uses only the area sizes from the header, so a first rendering
     # (with the old code size and only the entry point, as only the new object can tell)
     # assembles it exactly as the final header will.
-    draft = emit.render_header(_header_facts(source, result, areas, None, before.code_size))
+    draft = render_variants(configurations, [
+        _header_facts(source, result, areas, None, before.code_size)
+        for _, before, areas in originals])
     new_path = workdir / "new" / SOURCE_NAME
     new_path.parent.mkdir(parents=True, exist_ok=True)
     new_path.write_text(new_text, encoding="utf-8", newline="")
     new_source = SourceFile(new_path, SOURCE_NAME, new_text, result.module)
-    after, _, _ = source_map(new_source, tree, workdir / "new", entry=entry,
-                             include_dirs=include_dirs,
-                             extra_headers={HEADER_INCLUDE: draft})
-    facts = _header_facts(source, result, areas, after, after.size)
-    return Regeneration(source, result, new_text, emit.render_header(facts), before, after,
-                        original.standins, facts)
+    variants = []
+    for each, before, areas in originals:
+        after, _, _ = source_map(new_source, tree, workdir / "new" / each.folder, entry=entry,
+                                 include_dirs=include_dirs,
+                                 extra_headers={HEADER_INCLUDE: draft}, configuration=each)
+        facts = _header_facts(source, result, areas, after, after.size)
+        variants.append(Variant(each, before, after, facts))
+    first = variants[0]
+    header = render_variants(configurations, [v.header_facts for v in variants])
+    return Regeneration(source, result, new_text, header, first.before, first.after,
+                        original.standins, first.header_facts, tuple(variants),
+                        configurations)
+
+
+def render_variants(configurations: Configurations,
+                    facts: Sequence[emit.HeaderFacts]) -> str:
+    """The header: one set of numbers, or one per configuration under its condition."""
+    if len(set(facts)) == 1:
+        return emit.render_header(facts[0])
+    # all switches off (the first configuration) comes last, so that the header reads like
+    # the source: `#if defined(CONFIG_XEN)` ... `#else` ...
+    variants = list(zip([c.condition for c in configurations.each], facts, strict=True))[::-1]
+    if configurations.complete:
+        variants[-1] = (None, variants[-1][1])  # what every other case leaves: #else
+    return emit.render_header(facts[0], variants=tuple(variants))
 
 
 def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
@@ -201,6 +251,8 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         instructions_compared=instructions_compared,
         before_region_size=regen.before.size,
         code_after_data=_code_after_data(regen.before),
+        configurations=regen.configurations.describe()
+        if regen.configurations and regen.configurations.switches else None,
     )
     diffs = [
         emit.unified_diff(source.text.encode("utf-8"), regen.new_text.encode("utf-8"), path),
@@ -219,7 +271,10 @@ def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
 
 def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, bytes]:
     """layout.txt, layout.json and the two pictures, before and after."""
-    text = ("before: " + source_label(regen) + "\n" + layout.render_text(regen.before, page_sizes)
+    checked = f"configurations checked: {regen.configurations.describe()}\n" \
+        if regen.configurations else ""
+    text = (checked + "before: " + source_label(regen) + "\n"
+            + layout.render_text(regen.before, page_sizes)
             + "\nafter: regenerated " + SOURCE_NAME + "\n"
             + layout.render_text(regen.after, page_sizes))
     data = {"before": layout.to_json(regen.before, page_sizes),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kbuild, layout
+from .configurations import AS_GIVEN, Configuration
 from .errors import RelgenError
 from .names import offset_macro, size_macro
 from .pipeline import (
@@ -24,6 +25,7 @@ from .pipeline import (
     PATCH_NAME,
     SOURCE_NAME,
     SourceFile,
+    configurations_of,
     kernel_path,
     load_source,
     source_map,
@@ -54,6 +56,7 @@ class Twin:
     original_object: Path
     new_object: Path
     new_symbols: frozenset[str]
+    configuration: Configuration = AS_GIVEN
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,15 @@ class Inputs:
     entry: str
     include_dirs: tuple[Path, ...] = ()
     expected: RewriteResult | None = field(default=None, compare=False)
+    configuration: Configuration = AS_GIVEN  # the user's -D/-U
 
 
 # ------------------------------------------------------------------------------- load
 
 
 def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None,
-                entry: str, include_dirs: Sequence[Path] = ()) -> Inputs:
+                entry: str, include_dirs: Sequence[Path] = (),
+                configuration: Configuration = AS_GIVEN) -> Inputs:
     """The output folder of `relgen rewrite` and the original it was made from."""
     if not out_dir.is_dir():
         raise RelgenError("no such output folder (run `relgen rewrite` first)", str(out_dir))
@@ -85,28 +90,36 @@ def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None
     patch = out_dir / PATCH_NAME
     return Inputs(source, new, (out_dir / HEADER_NAME).read_text(encoding="utf-8"),
                   patch if patch.is_file() else None, tree, entry, tuple(include_dirs),
-                  rewrite_control_page(source.module, entry))
+                  rewrite_control_page(source.module, entry), configuration)
 
 
 def assemble_twins(inputs: Inputs, work: Path, page_sizes: Sequence[int]
                    ) -> tuple[list[Twin], list[Check]]:
+    """Both files at each page size, in every configuration the conditionals name."""
     twins: list[Twin] = []
     failures: list[Check] = []
-    for page_size in page_sizes:
-        try:
-            before, original, _ = source_map(
-                inputs.original, inputs.tree, work / f"original-{page_size}", entry=inputs.entry,
-                include_dirs=inputs.include_dirs, page_size=page_size, fatal_warnings=True)
-            after, new, obj = source_map(
-                inputs.new, inputs.tree, work / f"new-{page_size}", entry=inputs.entry,
-                include_dirs=inputs.include_dirs, page_size=page_size,
-                extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True)
-        except RelgenError as error:
-            failures.append(Check(f"assemble at {page_size // 1024} KiB pages", False,
-                                  tuple(error.render().splitlines())))
-            continue
-        twins.append(Twin(page_size, before, after, original.object_path, new.object_path,
-                          frozenset(s.name for s in obj.symbols)))
+    configurations = configurations_of(inputs.original.module, inputs.entry,
+                                       inputs.configuration)
+    for each in configurations.each:
+        named = "" if len(configurations.each) == 1 else f", {each.describe()}"
+        for page_size in page_sizes:
+            place = f"{each.folder}-{page_size}"
+            try:
+                before, original, _ = source_map(
+                    inputs.original, inputs.tree, work / f"original-{place}",
+                    entry=inputs.entry, include_dirs=inputs.include_dirs,
+                    page_size=page_size, fatal_warnings=True, configuration=each)
+                after, new, obj = source_map(
+                    inputs.new, inputs.tree, work / f"new-{place}", entry=inputs.entry,
+                    include_dirs=inputs.include_dirs, page_size=page_size,
+                    extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True,
+                    configuration=each)
+            except RelgenError as error:
+                failures.append(Check(f"assemble at {page_size // 1024} KiB pages{named}",
+                                      False, tuple(error.render().splitlines())))
+                continue
+            twins.append(Twin(page_size, before, after, original.object_path,
+                              new.object_path, frozenset(s.name for s in obj.symbols), each))
     return twins, failures
 
 
@@ -326,8 +339,15 @@ def check_region(twin: Twin, data_areas: Sequence[str]) -> list[Check]:
 DEFINE = re.compile(r"^#define\s+(KEXEC_[A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|[0-9]+)\s*$", re.M)
 
 
-def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str]) -> Check:
-    defined = {name: int(value, 0) for name, value in DEFINE.findall(header)}
+def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str],
+                         macros: dict[str, str] | None = None) -> Check:
+    """The header's numbers against the object's; `macros` are the header's macros as cpp
+    sees them in the twin's configuration (by default, every #define of the text)."""
+    if macros is None:
+        defined = {name: int(value, 0) for name, value in DEFINE.findall(header)}
+    else:
+        defined = {name: int(value, 0) for name, value in macros.items()
+                   if DEFINE.match(f"#define {name} {value}")}
     expected = {"KEXEC_CONTROL_CODE_SIZE": twin.after.size}
     sizes = {s.name: s.size for s in twin.before.symbols}
     for area in data_areas:
@@ -406,6 +426,33 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
                             " which MAINTAINERS covers)"))]
 
 
+def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
+                         page_sizes: Sequence[int]) -> tuple[int, list[Check], str]:
+    """One configuration's instructions compared, its checks and its map text."""
+    expected = inputs.expected
+    areas = [a.name for a in expected.data_areas] if expected else []
+    rewrites = len(expected.rewritten) if expected else 0
+    same = all(t.after == twins[0].after and t.before == twins[0].before for t in twins)
+    checks = [Check("the layout is the same at every page size", same)]
+    twin = twins[0]
+    checks += check_region(twin, areas)
+    arguments = AreaArguments(
+        {s.name: s.offset for s in twin.before.data_symbols},
+        {name: f"r{32 + int(reg[2:])}"
+         for name, reg in (expected.argument_registers if expected else {}).items()},
+        twin.before.start)
+    pairs = correlate(twin, {a.name: a.size for a in expected.data_areas}
+                      if expected else None)
+    allocs = 0 if expected is None or expected.already_code_first else 1
+    checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
+    macros = kbuild.header_macros(inputs.header_text, work / f"header-{twin.configuration.folder}",
+                                  twin.configuration.cpp_flags)
+    checks.append(check_header_numbers(inputs.header_text, twin, areas, macros))
+    text = ("before:\n" + layout.render_text(twin.before, page_sizes)
+            + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
+    return sum(len(pair.new) for pair in pairs), checks, text
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -449,36 +496,30 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
     with tempfile.TemporaryDirectory(prefix="relgen-verify-") as scratch:
         work = Path(scratch)
         twins, checks = assemble_twins(inputs, work, page_sizes)
-        expected = inputs.expected
-        areas = [a.name for a in expected.data_areas] if expected else []
-        rewrites = len(expected.rewritten) if expected else 0
+        configurations = configurations_of(inputs.original.module, inputs.entry,
+                                           inputs.configuration)
+        layout_text = ""
         if twins:
             sizes = ", ".join(f"{t.page_size // 1024} KiB: {t.before.size:#x} -> "
                               f"{t.after.size:#x}" for t in twins)
             checks.insert(0, Check("both files assemble with ia64-linux-gnu-as -x at every "
-                                   "page size, without a dependency violation",
-                                   len(twins) == len(page_sizes),
-                                   (f"  control page {sizes}",)))
-            same = all(t.after == twins[0].after and t.before == twins[0].before
-                       for t in twins)
-            checks.append(Check("the layout is the same at every page size", same))
-            twin = twins[0]
-            checks += check_region(twin, areas)
-            arguments = AreaArguments(
-                {s.name: s.offset for s in twin.before.data_symbols},
-                {name: f"r{32 + int(reg[2:])}"
-                 for name, reg in (expected.argument_registers if expected else {}).items()},
-                twin.before.start)
-            pairs = correlate(twin, {a.name: a.size for a in expected.data_areas}
-                              if expected else None)
-            allocs = 0 if expected is None or expected.already_code_first else 1
-            checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
-            compared = sum(len(pair.new) for pair in pairs)
-            checks.append(check_header_numbers(inputs.header_text, twin, areas))
-            layout_text = ("before:\n" + layout.render_text(twin.before, page_sizes)
-                           + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
-        else:
-            layout_text = ""
+                                   "page size" + (" in every configuration"
+                                                  if len(configurations.each) > 1 else "")
+                                   + ", without a dependency violation",
+                                   len(twins) == len(page_sizes) * len(configurations.each),
+                                   (f"  {configurations.describe()}",
+                                    f"  control page {sizes}")))
+            layout_text = f"configurations checked: {configurations.describe()}\n"
+            compared = 0
+            for each in configurations.each:
+                group = [t for t in twins if t.configuration == each]
+                if not group:
+                    continue
+                named = "" if len(configurations.each) == 1 else f" [{each.describe()}]"
+                count, found, text = _check_configuration(inputs, group, work, page_sizes)
+                checks += [Check(c.name + named, c.passed, c.evidence) for c in found]
+                compared += count
+                layout_text += (f"{named.strip(' []') + ': ' if named else ''}" + text)
         checks.append(check_header_compiles(inputs.header_text, work))
         if with_patch:
             checks += check_patch(inputs, work)
