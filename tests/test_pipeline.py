@@ -298,3 +298,77 @@ def test_layout_of_an_object_classified_by_its_source(upstream_tree: Path, toolc
     assert [s["name"] for s in data["symbols"] if s["kind"] == "data"] == ["memory_stack"]
     assert data["region"]["end"] - data["region"]["start"] == \
         symbols["relocate_new_kernel_end"] - base
+
+
+SHAPES = ("shape_xen_conditional.S", "shape_code_between_stacks.S",
+          "shape_code_after_stacks.S", "shape_code_after_stacks_unbranched.S",
+          "shape_second_procedure.S")
+
+
+def rewrite_and_verify(source: Path, out: Path, tree: Path,
+                       capsys: pytest.CaptureFixture[str], *options: str) -> str:
+    """`relgen rewrite` then `relgen verify` with the same options; both must pass."""
+    assert main(["rewrite", str(source), "--kernel-tree", str(tree), "-o", str(out),
+                 *options]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--original", str(source), "--kernel-tree", str(tree),
+                 *options]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_every_shape_rewrites_and_verifies(name: str, upstream_tree: Path, toolchain: None,
+                                           tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / name, tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+    assert "0 failed" in report and "FAIL" not in report
+    text = (out / "relocate_kernel.S").read_text()
+    assert ".fill" not in text and "KEXEC_KEXEC_" not in (out / "kexec_control_page.h").read_text()
+
+
+def test_conditional_shape_in_both_configurations(upstream_tree: Path, toolchain: None,
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+    for each in ("CONFIG_XEN off", "CONFIG_XEN on"):
+        assert f"PASS  the header's numbers equal the object's [{each}]" in report
+        assert f"PASS  disassembly matches but for the alloc, the rewrites and padding [{each}]" \
+            in report
+    checked = "configurations checked: 2 configurations: CONFIG_XEN each on and off"
+    assert checked in report and checked in (out / "layout.txt").read_text()
+    patch = " ".join((out / "relocate_kernel.patch").read_text().split())
+    assert "were checked in 2 configurations: CONFIG_XEN each on and off" in patch
+    header = (out / "kexec_control_page.h").read_text()
+    xen, other = header.split("#if defined(CONFIG_XEN)\n")[1].split("#else")[:2]
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+4096\n", xen)
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+8192\n", other)
+    include = tmp_path / "include" / "asm"
+    include.mkdir(parents=True)
+    (include / "kexec_control_page.h").write_text(header)
+    for flags in ([], ["-DCONFIG_XEN"]):
+        for mode in (["-fsyntax-only", "-x", "c"],
+                     ["-E", "-D__ASSEMBLY__", "-x", "assembler-with-cpp"]):
+            subprocess.run(["gcc", *mode, "-Wall", "-Werror", *flags, "-I",
+                            str(include.parent), "-"],
+                           input="#include <asm/kexec_control_page.h>\n", text=True,
+                           check=True, capture_output=True)
+
+
+def test_a_switch_given_with_d_is_not_varied(upstream_tree: Path, toolchain: None,
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys, "-D", "CONFIG_XEN")
+    assert "one configuration (-DCONFIG_XEN)" in report
+    header = (out / "kexec_control_page.h").read_text()
+    assert "#if defined(CONFIG_XEN)" not in header
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+4096\n", header)
+
+
+def test_diff_keeps_the_code_label_between_the_stacks(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    assert main(["diff", str(FIXTURES / "shape_code_between_stacks.S")]) == 0
+    diff = capsys.readouterr().out
+    assert "-.helper2:" not in diff and "-\tmov r8=r0" not in diff

@@ -60,7 +60,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
             from .pipeline import load_source
             from .region import find_region
 
-            region = find_region(load_source(args.path, None).module, args.entry)
+            region = find_region(load_source(args.path, None).module, args.entry,
+                                 args.end_label)
             end_label, data = region.end_label, [a.name for a in region.data_areas]
         control_map = layout.map_object_file(args.object, entry=args.entry,
                                              end_label=end_label, data_areas=data)
@@ -69,7 +70,9 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         tree, source = _tree_and_source(args)
         with scratch_folder() as work:
             control_map, assembled, _ = source_map(source, tree, Path(work), entry=args.entry,
-                                                   include_dirs=args.include)
+                                                   include_dirs=args.include,
+                                                   configuration=_configuration(args),
+                                                   end_label=args.end_label)
         standins = assembled.standins
     if args.format == "json":
         text = json.dumps(layout.to_json(control_map, page_sizes), indent=2) + "\n"
@@ -96,14 +99,14 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     tree, source = _tree_and_source(args)
     with scratch_folder() as work:
         regen = regenerate(source, tree, Path(work), entry=args.entry,
-                           include_dirs=args.include)
+                           include_dirs=args.include, configuration=_configuration(args))
         # Verify before writing: the patch's commit message states what was checked.
         staged = Path(work) / "staged"
         staged.mkdir()
         for name, data in primary_outputs(regen).items():
             (staged / name).write_bytes(data)
         inputs = load_inputs(staged, tree, original=source.path, entry=args.entry,
-                             include_dirs=args.include)
+                             include_dirs=args.include, configuration=_configuration(args))
         report = verify(inputs, with_patch=False)
         if not report.passed:
             sys.stdout.write(report.render())
@@ -134,7 +137,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     tree = find_kernel_tree(args.kernel_tree)
     inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
-                         include_dirs=args.include)
+                         include_dirs=args.include, configuration=_configuration(args))
     report = verify(inputs)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -165,6 +168,24 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if new != source.text:
         sys.stdout.write(unified_diff(source.text.encode("utf-8"), new.encode("utf-8"), shown))
     return EXIT_OK
+
+
+def _configuration(args: argparse.Namespace):  # noqa: ANN202 - a library type
+    from .configurations import from_options
+
+    return from_options(args.define, args.undefine)
+
+
+def _add_configuration_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-D", dest="define", action="append", default=[],
+                         metavar="NAME[=VALUE]",
+                         help="define a macro for cpp, as cpp -D does; a switch given here is "
+                         "not varied (repeatable)")
+    command.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME",
+                         help="undefine a macro for cpp, as cpp -U does; a switch given here "
+                         "is not varied (repeatable). Switches the control page's "
+                         "conditionals test and that -D/-U leave open are each checked on "
+                         "and off")
 
 
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
@@ -200,14 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     layout_cmd.add_argument("--object", type=Path, metavar="FILE.o",
                             help="map an assembled object instead of assembling PATH")
     layout_cmd.add_argument("--end-label", metavar="NAME",
-                            help="with --object and no PATH: the region's end label "
-                            "(default: ENTRY_end)")
+                            help="the region's end label, for a file without a size word "
+                            "(with --object and no PATH, default: ENTRY_end)")
     layout_cmd.add_argument("--data", action="append", default=[], metavar="NAME",
                             help="with --object and no PATH: a data area's label (repeatable)")
     layout_cmd.add_argument("--page-size", default="4K,8K,16K,64K", metavar="SIZES",
                             help="page sizes to mark, e.g. 4K,16K (default: all four)")
     layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text")
     layout_cmd.add_argument("-o", dest="output", type=Path, metavar="FILE")
+    _add_configuration_arguments(layout_cmd)
     layout_cmd.set_defaults(run=_cmd_layout)
 
     rewrite_cmd = commands.add_parser("rewrite", help="write the code-first .S, header, patch")
@@ -216,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="DIR", help="output folder (default: out)")
     rewrite_cmd.add_argument("--force", action="store_true",
                              help="replace an output folder relgen did not write")
+    _add_configuration_arguments(rewrite_cmd)
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = commands.add_parser("verify", help="check the outputs with the toolchain")
@@ -229,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar="DIR")
     verify_cmd.add_argument("--entry", default="relocate_new_kernel", metavar="NAME")
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    _add_configuration_arguments(verify_cmd)
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = commands.add_parser("diff", help="print the change a rewrite would make")

@@ -75,11 +75,12 @@ def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[
 def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
                include_dirs: Sequence[Path] = (), page_size: int | None = None,
                extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
-               configuration: Configuration = AS_GIVEN,
+               configuration: Configuration = AS_GIVEN, end_label: str | None = None,
                ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
-    """Assemble `source` and map its control page; which symbols are data, the tree says."""
+    """Assemble `source` and map its control page; which symbols are data, the tree says.
+    `end_label` bounds the region where the file has no size word."""
     require_regular_file(source.path)
-    region = find_region(source.module, entry)
+    region = find_region(source.module, entry, end_label)
     headers = extra_headers if extra_headers is not None else \
         companion_headers(source, include_dirs)
     assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,

@@ -25,6 +25,7 @@ from .errors import RelgenError
 from .names import size_macro
 from .syntax import Directive, Instruction, Label, Line, MacroCall, Module, Preprocessor
 
+STUB_INSTRUCTIONS = 8  # an entry this short only jumps elsewhere (the Xen hypervisor's)
 CONDITIONAL_OPENERS = frozenset({"if", "ifdef", "ifndef"})
 CONDITIONAL_DIRECTIVES = CONDITIONAL_OPENERS | {"elif", "else", "endif"}
 # names in a conditional that are not configuration switches
@@ -136,10 +137,25 @@ def find_size_word(module: Module, entry: str, entry_line: int | None = None
             if form.constant == 0 and len(form.terms) == 2 and form.terms.get(entry) == -1:
                 (end_label,) = (name for name, c in form.terms.items() if c == 1)
                 return index, end_label
+    stub = "" if entry_line is None else _stub_note(module, entry, entry_line)
     raise _error(
         module, None if entry_line is None else module.lines[entry_line],
         f"no size word for the control page: expected a line such as `data8 "
-        f"{entry}_end - {entry}` that says where the region of {entry} ends")
+        f"{entry}_end - {entry}` that says where the region of {entry} ends{stub}; "
+        "relgen cannot rewrite this file (`relgen layout --end-label NAME` maps it)")
+
+
+def _stub_note(module: Module, entry: str, entry_line: int) -> str:
+    """`, and relocate_new_kernel here is a stub of 2 instructions` for a short procedure."""
+    count = 0
+    for line in module.lines[entry_line + 1:]:
+        if any(isinstance(i, MacroCall) and i.name == "END" or
+               isinstance(i, Directive) and i.name == ".endp" for i in line.items):
+            break
+        count += sum(isinstance(i, Instruction) for i in line.items)
+        if count > STUB_INSTRUCTIONS or _area_directive(line):
+            return ""
+    return f", and {entry} here is a stub of {count} instructions"
 
 
 def _label_only(line: Line) -> bool:
@@ -180,13 +196,24 @@ def _area_size(directive: Directive) -> int | None:
     return values[0].constant
 
 
-def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPageRegion:
-    """Locate the control-page region of `entry` and split it into code and data areas."""
+def find_region(module: Module, entry: str = "relocate_new_kernel",
+                end_label: str | None = None) -> ControlPageRegion:
+    """Locate the control-page region of `entry` and split it into code and data areas.
+
+    The region ends at the label the size word measures to, or at `end_label` when given
+    (a file without a size word can then be mapped, though not rewritten).
+    """
     start = find_entry(module, entry)
-    size_word_line, end_label = find_size_word(module, entry, start)
+    if end_label is None:
+        size_word_line, end_label = find_size_word(module, entry, start)
+    else:
+        size_word_line = -1
     end = next((i for i, line in enumerate(module.lines)
                 if any(lab.name == end_label for lab in line.labels())), None)
     if end is None:
+        if size_word_line < 0:
+            raise _error(module, module.lines[start], f"the end label {end_label} is never "
+                         f"defined in this file, so the region of {entry} has no end")
         line = module.lines[size_word_line]
         # point at the name in the size word: the label that is missing
         column = line.raw.split("\n")[0].find(end_label) + 1 or 1

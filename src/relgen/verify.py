@@ -371,7 +371,9 @@ def _run(command: list[str], cwd: Path | None = None, stdin: str | None = None
                           check=False)
 
 
-def check_header_compiles(header: str, work: Path) -> Check:
+def check_header_compiles(header: str, work: Path,
+                          flag_sets: Sequence[Sequence[str]] = ((),)) -> Check:
+    """The header compiles in C and in assembly, once per configuration's cpp flags."""
     gcc = shutil.which("gcc")
     if gcc is None:
         return Check("the header compiles in C and in assembly", False,
@@ -380,15 +382,21 @@ def check_header_compiles(header: str, work: Path) -> Check:
     include.mkdir(parents=True, exist_ok=True)
     (include / "kexec_control_page.h").write_text(header, encoding="utf-8")
     probe = f"#include <{HEADER_INCLUDE}>\n"
-    c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", "-x", "c",
-                   "-I", str(include.parent), "-"], stdin=probe + "int kexec_probe;\n")
-    asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", "-x", "assembler-with-cpp",
-                     "-I", str(include.parent), "-"], stdin=probe)
-    evidence = [f"  gcc -fsyntax-only -x c: exit {c_mode.returncode}",
-                f"  gcc -E -D__ASSEMBLY__ -x assembler-with-cpp: exit {asm_mode.returncode}"]
-    evidence += ["  " + line for line in (c_mode.stderr + asm_mode.stderr).splitlines()]
-    return Check("the header compiles in C and in assembly",
-                 c_mode.returncode == 0 and asm_mode.returncode == 0, tuple(evidence))
+    evidence: list[str] = []
+    passed = True
+    for flags in flag_sets:
+        c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", *flags,
+                       "-x", "c", "-I", str(include.parent), "-"],
+                      stdin=probe + "int kexec_probe;\n")
+        asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", *flags, "-x", "assembler-with-cpp",
+                         "-I", str(include.parent), "-"], stdin=probe)
+        shown = "".join(f" {flag}" for flag in flags)
+        evidence += [f"  gcc -fsyntax-only{shown} -x c: exit {c_mode.returncode}",
+                     f"  gcc -E -D__ASSEMBLY__{shown} -x assembler-with-cpp: exit "
+                     f"{asm_mode.returncode}"]
+        evidence += ["  " + line for line in (c_mode.stderr + asm_mode.stderr).splitlines()]
+        passed &= c_mode.returncode == 0 and asm_mode.returncode == 0
+    return Check("the header compiles in C and in assembly", passed, tuple(evidence))
 
 
 def check_patch(inputs: Inputs, work: Path) -> list[Check]:
@@ -520,7 +528,8 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
                 checks += [Check(c.name + named, c.passed, c.evidence) for c in found]
                 compared += count
                 layout_text += (f"{named.strip(' []') + ': ' if named else ''}" + text)
-        checks.append(check_header_compiles(inputs.header_text, work))
+        checks.append(check_header_compiles(inputs.header_text, work,
+                                            [c.cpp_flags for c in configurations.each]))
         if with_patch:
             checks += check_patch(inputs, work)
     return Report(tuple(checks), layout_text, compared)
