@@ -271,3 +271,17 @@ def test_registers_known_in_one_branch_are_unknown_after_the_conditional() -> No
                                  "#endif\n\tdep r2=0,r2,61,3")
     with pytest.raises(RelgenError, match="whose value relgen cannot tell"):
         rw.rewrite_control_page(syntax.parse(text, "x.S"))
+
+
+def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address() -> None:
+    text = LINUX61_SHAPE.replace("\tadd r8=(register_stack - .reloc_entry),r2\n",
+                                 "\tadd r8=(register_stack_end - .reloc_entry),r2\n").replace(
+        "register_stack_end:\nrelocate_new_kernel_end:\n",
+        "register_stack_end:\n\tmov r8=r0\nrelocate_new_kernel_end:\n")
+    module = syntax.parse(text, "x.S")
+    (_, register_stack) = rg.find_region(module).data_areas
+    assert register_stack.code_labels_after == ("register_stack_end",)
+    with pytest.raises(RelgenError, match="register_stack_end, which ends the data area "
+                       "register_stack but is a code label") as caught:
+        rw.rewrite_control_page(module)
+    assert caught.value.line == 17

@@ -51,6 +51,8 @@ class DataArea:
     # the sizes its branches reserve (one for an unconditional area), where literal
     sizes: tuple[int, ...] = ()
     conditional: bool = False
+    # labels right after the area that code follows: code labels at the area's end address
+    code_labels_after: tuple[str, ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -256,6 +258,8 @@ def find_region(module: Module, entry: str = "relocate_new_kernel",
                 stop -= 1  # comments lead the code label and go with it
         end_labels = [lab.name for i in range(body.stop, stop)
                       for lab in module.lines[i].labels()]
+        code_after = [lab.name for lab in module.lines[stop].labels()] \
+            if stop < limit and _label_only(module.lines[stop]) else []
         # an .align right above serves the area: it exists only to align the area
         previous_stop = areas[-1].lines.stop if areas else start + 1
         if first - 1 >= previous_stop and _align_only(module.lines[first - 1]):
@@ -271,7 +275,7 @@ def find_region(module: Module, entry: str = "relocate_new_kernel",
             name=names[-1], aliases=tuple(names[:-1]), end_labels=tuple(end_labels),
             size=None if conditional or len(literal) != 1 else literal[0],
             directive_line=directive_index, lines=range(first, stop),
-            sizes=literal, conditional=conditional,
+            sizes=literal, conditional=conditional, code_labels_after=tuple(code_after),
         ))
 
     chunks: list[Chunk] = []

@@ -322,6 +322,8 @@ def rebase_area_references(
             continue  # clearing the region bits keeps the offsets between labels
         if item.mnemonic in ADD_MNEMONICS and destination and len(item.sources) == 2:
             value = _added_value(module, item, known)
+            if value is not None and not touched:
+                _refuse_code_label_as_area_end(module, item, value, region)
             if touched:
                 if item.predicate:
                     raise _error(module, item, "a predicated instruction forms a data-area "
@@ -398,6 +400,19 @@ def _area_address(
         message = (f"this computes {value.describe()}{held_text}, which is not one "
                    "data-area label plus a constant")
     raise _error(module, item, message + "; no rule rewrites it")
+
+
+def _refuse_code_label_as_area_end(module: Module, item: Instruction, value: ex.LinearForm,
+                                   region: ControlPageRegion) -> None:
+    """An address formed from a label that ends an area but that code follows: the label is
+    code and moves with it, so the address would silently change."""
+    for area in region.data_areas:
+        for label in area.code_labels_after:
+            if label in value.terms:
+                raise _error(module, item, f"this forms an address from {label}, which ends "
+                             f"the data area {area.name} but is a code label (code follows "
+                             "it), so it moves with the code; give the area an end label of "
+                             f"its own (`{area.name}_end:`) before the code")
 
 
 def _refuse_area_use(module: Module, item: Instruction | Directive,
