@@ -372,3 +372,16 @@ def test_diff_keeps_the_code_label_between_the_stacks(capsys: pytest.CaptureFixt
     assert main(["diff", str(FIXTURES / "shape_code_between_stacks.S")]) == 0
     diff = capsys.readouterr().out
     assert "-.helper2:" not in diff and "-\tmov r8=r0" not in diff
+
+
+def test_verify_fails_when_a_branch_no_longer_reaches_its_code(
+        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_code_after_stacks.S", tmp_path / "out"
+    rewrite_and_verify(source, out, upstream_tree, capsys)
+    broken = broken_copy(out, tmp_path, "relocate_kernel.S", "b0=.helper3\n",
+                         "b0=.reloc_entry\n")
+    assert main(["verify", str(broken), "--original", str(source),
+                 "--kernel-tree", str(upstream_tree)]) == 1
+    report = capsys.readouterr().out
+    assert "no longer branches to the same instruction" in report
