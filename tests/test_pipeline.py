@@ -385,3 +385,23 @@ def test_verify_fails_when_a_branch_no_longer_reaches_its_code(
                  "--kernel-tree", str(upstream_tree)]) == 1
     report = capsys.readouterr().out
     assert "no longer branches to the same instruction" in report
+
+
+def test_two_switches_and_an_elif_share_conditions_by_numbers(
+        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "two_switches.S"
+    source.write_text((FIXTURES / "shape_xen_conditional.S").read_text().replace(
+        "memory_stack:\n#ifdef CONFIG_XEN\n\t.fill 4096, 1, 0\n#else\n\t.fill 8192, 1, 0\n",
+        "memory_stack:\n#if defined(CONFIG_XEN)\n\t.fill 4096, 1, 0\n"
+        "#elif defined(CONFIG_BIG) /* big */\n\t.fill 8192, 1, 0\n#else\n\t.fill 2048, 1, 0\n"))
+    report = rewrite_and_verify(source, tmp_path / "out", upstream_tree, capsys)
+    assert "4 configurations: CONFIG_XEN, CONFIG_BIG each on and off" in report
+    header = (tmp_path / "out" / "kexec_control_page.h").read_text()
+    sizes = re.findall(r"^#(if|elif|else) ?(.*)\n(?:.*\n)*?#define KEXEC_MEMORY_STACK_SIZE\s+(\d+)",
+                       header.split("#define _ASM_IA64_KEXEC_CONTROL_PAGE_H")[1], re.M)
+    assert sizes == [
+        ("if", "(defined(CONFIG_XEN) && defined(CONFIG_BIG)) || "
+         "(defined(CONFIG_XEN) && !defined(CONFIG_BIG))", "4096"),
+        ("elif", "!defined(CONFIG_XEN) && defined(CONFIG_BIG)", "8192"),
+        ("else", "/* every other configuration */", "2048")]

@@ -219,8 +219,14 @@ def render_variants(configurations: Configurations,
     if len(set(facts)) == 1:
         return emit.render_header(facts[0])
     # all switches off (the first configuration) comes last, so that the header reads like
-    # the source: `#if defined(CONFIG_XEN)` ... `#else` ...
-    variants = list(zip([c.condition for c in configurations.each], facts, strict=True))[::-1]
+    # the source: `#if defined(CONFIG_XEN)` ... `#else` ...; configurations with the same
+    # numbers share one condition
+    grouped: dict[emit.HeaderFacts, list[str]] = {}
+    for each, numbers in list(zip(configurations.each, facts, strict=True))[::-1]:
+        grouped.setdefault(numbers, []).append(f"({each.condition})")
+    variants: list[tuple[str | None, emit.HeaderFacts]] = [
+        (" || ".join(conditions) if len(conditions) > 1 else conditions[0][1:-1], numbers)
+        for numbers, conditions in grouped.items()]
     if configurations.complete:
         variants[-1] = (None, variants[-1][1])  # what every other case leaves: #else
     return emit.render_header(facts[0], variants=tuple(variants))
