@@ -225,13 +225,15 @@ def find_region(module: Module, entry: str = "relocate_new_kernel",
         raise _error(module, module.lines[end],
                      f"the end label {end_label} comes before {entry} itself")
 
-    levels, groups, switches = _conditional_structure(module, start, end, end_label)
+    conditionals = _conditional_structure(module, start, end, end_label)
+    levels, switches = conditionals.levels, conditionals.switches
     areas: list[DataArea] = []
     heads: list[tuple[range, int, list[str]]] = []  # body, first line, names
     for directive_index in range(start, end):
         if not _area_directive(module.lines[directive_index]):
             continue
-        body = _area_body(module, directive_index, groups)
+        body = conditionals.area_bodies.get(directive_index,
+                                            range(directive_index, directive_index + 1))
         if heads and heads[-1][0] == body:
             continue  # another branch of the same conditional body
         heads.append((body, *_area_names(module, start, directive_index, body)))
@@ -305,26 +307,43 @@ def conditional_switches(item: Preprocessor) -> list[str]:
     return names[:1] if item.directive in ("ifdef", "ifndef") else names
 
 
-def _conditional_structure(module: Module, start: int, end: int, end_label: str
-                           ) -> tuple[list[int], dict[int, range], tuple[str, ...]]:
-    """Each region line's conditional level, each group (opener -> range through its
-    #endif) with the innermost group holding every line, and the names tested.
+@dataclass(frozen=True)
+class _Conditionals:
+    """The conditionals of the region: each line's level, the names tested, and for each
+    line the conditional body of area directives it lies in (if any)."""
 
-    The conditionals must balance inside the region: an #else or #endif whose #if lies
-    outside it, or an #if not closed before the end label, is a positioned error.
-    """
+    levels: list[int]  # per region line: how many conditionals are open around it
+    switches: tuple[str, ...]
+    area_bodies: dict[int, range]  # line -> the outermost all-area conditional around it
+
+
+def _conditional_structure(module: Module, start: int, end: int, end_label: str
+                           ) -> _Conditionals:
+    """One pass over the region's conditionals, which must balance inside it: an #else or
+    #endif whose #if lies outside it, or an #if not closed before the end label, is a
+    positioned error. A conditional is an area body when each of its lines is an area
+    directive, a conditional line (of nested area bodies), a comment or blank."""
     stack: list[int] = []
     levels: list[int] = []
+    innermost: dict[int, int] = {}  # line -> the opener of the group directly around it
+    parent: dict[int, int | None] = {}
     groups: dict[int, range] = {}
+    all_area: dict[int, bool] = {}
     switches: dict[str, None] = {}
     for index in range(start, end):
         line = module.lines[index]
         item = _conditional(line)
         if item is None:
             levels.append(len(stack))
+            if stack:
+                innermost[index] = stack[-1]
+                if not (_filler(line) or _bare_area(line)):
+                    all_area[stack[-1]] = False
             continue
         if item.directive in CONDITIONAL_OPENERS:
             levels.append(len(stack))
+            parent[index] = stack[-1] if stack else None
+            all_area[index] = True
             stack.append(index)
         elif not stack:
             raise _error(module, line, f"#{item.directive} closes a conditional opened before "
@@ -335,26 +354,23 @@ def _conditional_structure(module: Module, start: int, end: int, end_label: str
             if item.directive == "endif":
                 opener = stack.pop()
                 groups[opener] = range(opener, index + 1)
+                if stack and not all_area[opener]:
+                    all_area[stack[-1]] = False
         switches.update(dict.fromkeys(conditional_switches(item)))
     if stack:
         line = module.lines[stack[-1]]
         raise _error(module, line, f"this conditional is not closed before {end_label}, the "
                      "end of the control-page region; the conditionals inside the region must "
                      "balance there")
-    return levels, groups, tuple(switches)
-
-
-def _area_body(module: Module, directive_index: int, groups: dict[int, range]) -> range:
-    """The area directive's line, or the outermost conditional around it whose every line
-    is an area directive, a conditional line, a comment or blank."""
-    body = range(directive_index, directive_index + 1)
-    for group in sorted((g for g in groups.values() if directive_index in g),
-                        key=len):
-        if not all(_conditional(module.lines[i]) or _filler(module.lines[i]) or
-                   _bare_area(module.lines[i]) for i in group):
-            break
-        body = group
-    return body
+    outermost: dict[int, int] = {}  # all-area group -> its outermost all-area ancestor
+    for opener in sorted(groups):  # parents open before their children
+        if all_area[opener]:
+            up = parent[opener]
+            outermost[opener] = outermost[up] if up is not None and up in outermost \
+                else opener
+    bodies = {index: groups[outermost[group]] for index, group in innermost.items()
+              if group in outermost}
+    return _Conditionals(levels, tuple(switches), bodies)
 
 
 def _bare_area(line: Line) -> bool:
