@@ -176,16 +176,16 @@ def _configuration(args: argparse.Namespace):  # noqa: ANN202 - a library type
     return from_options(args.define, args.undefine)
 
 
-def _add_configuration_arguments(command: argparse.ArgumentParser) -> None:
+def _add_configuration_arguments(command: argparse.ArgumentParser, *, varied: bool) -> None:
+    fixed = "; a switch given here is not varied" if varied else ""
     command.add_argument("-D", dest="define", action="append", default=[],
                          metavar="NAME[=VALUE]",
-                         help="define a macro for cpp, as cpp -D does; a switch given here is "
-                         "not varied (repeatable)")
+                         help=f"define a macro for cpp, as cpp -D does{fixed} (repeatable)")
     command.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME",
-                         help="undefine a macro for cpp, as cpp -U does; a switch given here "
-                         "is not varied (repeatable). Switches the control page's "
-                         "conditionals test and that -D/-U leave open are each checked on "
-                         "and off")
+                         help=f"undefine a macro for cpp, as cpp -U does{fixed} (repeatable)"
+                         + (". Every other switch that the control page's conditionals test "
+                            "is checked on and off" if varied else
+                            "; the map is of this one configuration"))
 
 
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="page sizes to mark, e.g. 4K,16K (default: all four)")
     layout_cmd.add_argument("--format", choices=("text", "json", "svg"), default="text")
     layout_cmd.add_argument("-o", dest="output", type=Path, metavar="FILE")
-    _add_configuration_arguments(layout_cmd)
+    _add_configuration_arguments(layout_cmd, varied=False)
     layout_cmd.set_defaults(run=_cmd_layout)
 
     rewrite_cmd = commands.add_parser("rewrite", help="write the code-first .S, header, patch")
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="DIR", help="output folder (default: out)")
     rewrite_cmd.add_argument("--force", action="store_true",
                              help="replace an output folder relgen did not write")
-    _add_configuration_arguments(rewrite_cmd)
+    _add_configuration_arguments(rewrite_cmd, varied=True)
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = commands.add_parser("verify", help="check the outputs with the toolchain")
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar="DIR")
     verify_cmd.add_argument("--entry", default="relocate_new_kernel", metavar="NAME")
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text")
-    _add_configuration_arguments(verify_cmd)
+    _add_configuration_arguments(verify_cmd, varied=True)
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = commands.add_parser("diff", help="print the change a rewrite would make")
