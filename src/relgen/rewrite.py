@@ -10,7 +10,9 @@
 5. `include_header`: the file includes the generated header whose macros it now uses.
 
 `rewrite_control_page` runs them in that order. All label arithmetic is done on parsed
-expressions (`expr.linear_form`), never on strings.
+expressions (`expr.linear_form`), never on strings. What a register holds is followed across
+preprocessor conditionals (each branch starts from the state before the `#if`). Every pass
+walks the file once, so the work grows linearly with its size.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 `verify()` reads like kpatch's create-diff-object: the same named passes run on both
 files, and every check of the design's "Verification" section comes out as a `Check` with
 PASS/FAIL and the evidence a reviewer needs (the rewritten instructions side by side, the
-control-page map, the header's numbers next to the object's).
+control-page map, the header's numbers next to the object's). The twins are made in every
+configuration that the control page's conditionals name, and each is checked on its own.
 """
 
 from __future__ import annotations
