@@ -12,7 +12,10 @@ machine, not to the code). Sections:
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
       lark's parse and relgen's tree building;
-  (e) the interpreter of the execution checks: slots per second, time and slots per run, and
+  (e) growth: relocate_kernel.S repeated 1, 10 and 100 times, parsed and run through the
+      rewrite passes in this process, each time as a ratio to the single copy's time per copy
+      (1.00 for every row means the work grows linearly with the input).
+  (f) the interpreter of the execution checks: slots per second, time and slots per run, and
       what the execution checks add to `verify` (all images) and to `rewrite` (fewer).
 
 Every figure is the best of --repeat runs. Run it with `make bench` (or
@@ -384,7 +387,43 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
         print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
 
 
-# ---------------------------------------------------------------------------- (e) execution
+# ---------------------------------------------------------------------------- (e) growth
+
+GROWTH_COPIES = (1, 10, 100)
+
+
+def rewrite_passes(module: object) -> None:
+    """The rewrite passes; an input they refuse (the copies define every label again) stops
+    with a positioned error, and what it cost up to there is what is measured."""
+    from relgen.rewrite import rewrite_control_page
+
+    try:
+        rewrite_control_page(module)  # type: ignore[arg-type]
+    except RelgenError:
+        pass
+
+
+def report_growth(tree: KernelTree, repeat: int) -> None:
+    text = read_source(tree.root / RELOCATE_KERNEL)
+    print()
+    print(f"(e) growth with the input: {RELOCATE_KERNEL} repeated, parse + rewrite passes")
+    print("    ratio: seconds per copy against the single copy's (1.00 = linear)")
+    print(f"    {'copies':>6} {'bytes':>9} {'parse s':>9} {'ratio':>6} {'rewrite s':>10} "
+          f"{'ratio':>6}")
+    base: tuple[float, float] | None = None
+    for copies in GROWTH_COPIES:
+        big = text * copies
+        module = parse(big)
+        parse_s = best_of(repeat, lambda big=big: parse(big))
+        rewrite_s = best_of(repeat, lambda module=module: rewrite_passes(module))
+        if base is None:
+            base = (parse_s, rewrite_s)
+        print(f"    {copies:>6} {len(big):>9} {parse_s:>9.3f} "
+              f"{ratio(parse_s / copies, base[0]):>6} {rewrite_s:>10.4f} "
+              f"{ratio(rewrite_s / copies, base[1]):>6}")
+
+
+# ---------------------------------------------------------------------------- (f) execution
 
 
 def report_execution(tree: KernelTree, repeat: int) -> None:
@@ -398,7 +437,7 @@ def report_execution(tree: KernelTree, repeat: int) -> None:
         made = subprocess.run([str(RELGEN), "rewrite", str(source), "--kernel-tree",
                                str(tree.root), "-o", str(out)], capture_output=True, check=False)
         if made.returncode != 0:
-            print("(e) skipped: relgen rewrite failed")
+            print("(f) skipped: relgen rewrite failed")
             return
         inputs = load_inputs(out, tree, original=source, entry="relocate_new_kernel")
         (twin,), _ = assemble_twins(inputs, Path(folder) / "twins", (16384,))
@@ -416,7 +455,7 @@ def report_execution(tree: KernelTree, repeat: int) -> None:
     runs = 2 * FULL.images
     summary = full.checks[0][2][0]
     rate = summary.split("(")[-1].split(" slots/s")[0]
-    print("(e) execution checks: both control pages run by relgen's interpreter, in process")
+    print("(f) execution checks: both control pages run by relgen's interpreter, in process")
     print(f"    verify's plan:  {FULL.images} images of {FULL.pages} pages (16 KiB), 2 versions; "
           f"rewrite's: {QUICK.images} image of {QUICK.pages} pages")
     print(f"    slots run:      {full.slots} ({full.slots // runs} per run), {rate} slots/s "
@@ -456,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_rewrite(tree, args.repeat)
     report_startup(args.repeat)
     report_profile(tree)
+    report_growth(tree, args.repeat)
     report_execution(tree, args.repeat)
     return 0
 

@@ -124,8 +124,8 @@ def test_header_facts_take_plain_tuples() -> None:
         HEADER_FACTS,
         entry_points=[("relocate_new_kernel", 0, True), ("kexec_fake_sal_rendez", 0x40, False)],
     )
-    assert facts.entry_points[1].macro == "KEXEC_KEXEC_FAKE_SAL_RENDEZ_OFFSET"
-    assert "#define KEXEC_KEXEC_FAKE_SAL_RENDEZ_OFFSET\t0x0040\n" in render_header(facts)
+    assert facts.entry_points[1].macro == "KEXEC_FAKE_SAL_RENDEZ_OFFSET"
+    assert "#define KEXEC_FAKE_SAL_RENDEZ_OFFSET\t\t0x0040\n" in render_header(facts)
 
 
 def compile_c(tmp: Path, header: str, body: str, *flags: str) -> subprocess.CompletedProcess[str]:

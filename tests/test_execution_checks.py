@@ -138,8 +138,10 @@ def test_an_entry_ec_of_2_breaks_the_original_copy(outputs: dict[str, tuple[Path
     out, source = outputs["6.1"]
     _, _, evidence = evidence_for(out, source, upstream_tree, tmp_path,
                                   ExecutionPlan(images=1, pages=3, entry_ec=2))
-    verdicts = {name: passed for name, passed, _ in evidence.checks}
-    assert verdicts == {"execution: both versions run to the branch out of the page": False}
+    # the original's own copy goes wrong: the regenerated page does the same, no more
+    ((name, passed, lines),) = evidence.checks
+    assert name.startswith("execution: the original does not run to its end") and passed
+    assert "  so this shows only that both versions behave alike up to there" in lines
 
 
 def broken(out: Path, tmp_path: Path, old: str, new: str) -> Path:

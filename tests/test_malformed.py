@@ -159,9 +159,28 @@ def test_region_without_size_word(upstream_tree: Path, toolchain: None, sandbox:
     run = rewrite(capsys, sandbox, path, upstream_tree)
     assert_error(run, f"{path}:5:1: error: no size word for the control page: expected a line "
                  "such as `data8 relocate_new_kernel_end - relocate_new_kernel` that says "
-                 "where the region of relocate_new_kernel ends",
+                 "where the region of relocate_new_kernel ends; relgen cannot rewrite this "
+                 "file (`relgen layout --end-label NAME` maps it)",
                  "GLOBAL_ENTRY(relocate_new_kernel)", "^")
     sandbox.assert_nothing_written()
+
+
+def test_stub_entry_is_refused_with_its_reason_and_mapped_with_end_label(
+        upstream_tree: Path, toolchain: None, sandbox: Sandbox,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = FIXTURES / "shape_stub_entry.S"
+    run = rewrite(capsys, sandbox, path, upstream_tree)
+    assert_error(run, f"{path}:10:1: error: no size word for the control page: expected a line "
+                 "such as `data8 relocate_new_kernel_end - relocate_new_kernel` that says "
+                 "where the region of relocate_new_kernel ends, and relocate_new_kernel here "
+                 "is a stub of 4 instructions; relgen cannot rewrite this file (`relgen "
+                 "layout --end-label NAME` maps it)",
+                 "GLOBAL_ENTRY(relocate_new_kernel)", "^")
+    sandbox.assert_nothing_written()
+    run = relgen(capsys, "layout", path, "--kernel-tree", upstream_tree, "--end-label",
+                 "relocate_new_kernel_end")
+    assert run.status == 0
+    assert "relocate_new_kernel  code  0x0030" in run.out
 
 
 # ------------------------------------------------------------ what the file is: read errors

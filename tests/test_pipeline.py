@@ -215,9 +215,10 @@ def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
     for name in ("relocate_new_kernel", "kexec_fake_sal_rendez", "kexec_fake_sal_spin"):
         assert symbols[name] - start < 4096
     header = (fixture_out / "kexec_control_page.h").read_text()
-    for name in ("RELOCATE_NEW_KERNEL", "KEXEC_FAKE_SAL_RENDEZ", "KEXEC_FAKE_SAL_SPIN"):
-        symbol = name.lower()
-        match = re.search(rf"#define KEXEC_{name}_OFFSET\s+(\S+)", header)
+    assert "KEXEC_KEXEC_" not in header
+    for name in ("KEXEC_RELOCATE_NEW_KERNEL", "KEXEC_FAKE_SAL_RENDEZ", "KEXEC_FAKE_SAL_SPIN"):
+        symbol = "relocate_new_kernel" if name.endswith("KERNEL") else name.lower()
+        match = re.search(rf"#define {name}_OFFSET\s+(\S+)", header)
         assert match and int(match.group(1), 0) == symbols[symbol] - start
     assert main(["verify", str(fixture_out), "--original", str(FIXTURE_2006),
                  "--kernel-tree", str(upstream_tree)]) == 0
@@ -378,3 +379,111 @@ def test_layout_of_an_object_classified_by_its_source(upstream_tree: Path, toolc
     assert [s["name"] for s in data["symbols"] if s["kind"] == "data"] == ["memory_stack"]
     assert data["region"]["end"] - data["region"]["start"] == \
         symbols["relocate_new_kernel_end"] - base
+
+
+SHAPES = ("shape_xen_conditional.S", "shape_code_between_stacks.S",
+          "shape_code_after_stacks.S", "shape_code_after_stacks_unbranched.S",
+          "shape_second_procedure.S")
+
+
+def rewrite_and_verify(source: Path, out: Path, tree: Path,
+                       capsys: pytest.CaptureFixture[str], *options: str) -> str:
+    """`relgen rewrite` then `relgen verify` with the same options; both must pass."""
+    assert main(["rewrite", str(source), "--kernel-tree", str(tree), "-o", str(out),
+                 *options]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--original", str(source), "--kernel-tree", str(tree),
+                 *options]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_every_shape_rewrites_and_verifies(name: str, upstream_tree: Path, toolchain: None,
+                                           tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / name, tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+    assert "0 failed" in report and "FAIL" not in report
+    text = (out / "relocate_kernel.S").read_text()
+    assert ".fill" not in text and "KEXEC_KEXEC_" not in (out / "kexec_control_page.h").read_text()
+
+
+def test_conditional_shape_in_both_configurations(upstream_tree: Path, toolchain: None,
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+    for each in ("CONFIG_XEN off", "CONFIG_XEN on"):
+        assert f"PASS  the header's numbers equal the object's [{each}]" in report
+        assert f"PASS  disassembly matches but for the alloc, the rewrites and padding [{each}]" \
+            in report
+    checked = "configurations checked: 2 configurations: CONFIG_XEN each on and off"
+    assert checked in report and checked in (out / "layout.txt").read_text()
+    patch = " ".join((out / "relocate_kernel.patch").read_text().split())
+    assert "were checked in 2 configurations: CONFIG_XEN each on and off" in patch
+    header = (out / "kexec_control_page.h").read_text()
+    xen, other = header.split("#if defined(CONFIG_XEN)\n")[1].split("#else")[:2]
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+4096\n", xen)
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+8192\n", other)
+    include = tmp_path / "include" / "asm"
+    include.mkdir(parents=True)
+    (include / "kexec_control_page.h").write_text(header)
+    write_kernel_standins(include.parent)  # <linux/build_bug.h> for static_assert
+    for flags in ([], ["-DCONFIG_XEN"]):
+        for mode in (["-fsyntax-only", *HOST_KERNEL_DEFINES, "-x", "c"],
+                     ["-E", "-D__ASSEMBLY__", "-x", "assembler-with-cpp"]):
+            subprocess.run(["gcc", *mode, "-Wall", "-Werror", *flags, "-I",
+                            str(include.parent), "-"],
+                           input="#include <asm/kexec_control_page.h>\n", text=True,
+                           check=True, capture_output=True)
+
+
+def test_a_switch_given_with_d_is_not_varied(upstream_tree: Path, toolchain: None,
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
+    report = rewrite_and_verify(source, out, upstream_tree, capsys, "-D", "CONFIG_XEN")
+    assert "one configuration (-DCONFIG_XEN)" in report
+    header = (out / "kexec_control_page.h").read_text()
+    assert "#if defined(CONFIG_XEN)" not in header
+    assert re.search(r"KEXEC_MEMORY_STACK_SIZE\s+4096\n", header)
+
+
+def test_diff_keeps_the_code_label_between_the_stacks(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    assert main(["diff", str(FIXTURES / "shape_code_between_stacks.S")]) == 0
+    diff = capsys.readouterr().out
+    assert "-.helper2:" not in diff and "-\tmov r8=r0" not in diff
+
+
+def test_verify_fails_when_a_branch_no_longer_reaches_its_code(
+        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source, out = FIXTURES / "shape_code_after_stacks.S", tmp_path / "out"
+    rewrite_and_verify(source, out, upstream_tree, capsys)
+    broken = broken_copy(out, tmp_path, "relocate_kernel.S", "b0=.helper3\n",
+                         "b0=.reloc_entry\n")
+    assert main(["verify", str(broken), "--original", str(source),
+                 "--kernel-tree", str(upstream_tree)]) == 1
+    report = capsys.readouterr().out
+    assert "no longer branches to the same instruction" in report
+
+
+def test_two_switches_and_an_elif_share_conditions_by_numbers(
+        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "two_switches.S"
+    source.write_text((FIXTURES / "shape_xen_conditional.S").read_text().replace(
+        "memory_stack:\n#ifdef CONFIG_XEN\n\t.fill 4096, 1, 0\n#else\n\t.fill 8192, 1, 0\n",
+        "memory_stack:\n#if defined(CONFIG_XEN)\n\t.fill 4096, 1, 0\n"
+        "#elif defined(CONFIG_BIG) /* big */\n\t.fill 8192, 1, 0\n#else\n\t.fill 2048, 1, 0\n"))
+    report = rewrite_and_verify(source, tmp_path / "out", upstream_tree, capsys)
+    assert "4 configurations: CONFIG_XEN, CONFIG_BIG each on and off" in report
+    header = (tmp_path / "out" / "kexec_control_page.h").read_text()
+    sizes = re.findall(r"^#(if|elif|else) ?(.*)\n(?:.*\n)*?#define KEXEC_MEMORY_STACK_SIZE\s+(\d+)",
+                       header.split("#define _ASM_IA64_KEXEC_CONTROL_PAGE_H")[1], re.M)
+    assert sizes == [
+        ("if", "(defined(CONFIG_XEN) && defined(CONFIG_BIG)) || "
+         "(defined(CONFIG_XEN) && !defined(CONFIG_BIG))", "4096"),
+        ("elif", "!defined(CONFIG_XEN) && defined(CONFIG_BIG)", "8192"),
+        ("else", "/* every other configuration */", "2048")]

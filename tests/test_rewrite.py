@@ -206,3 +206,99 @@ def test_anchor_read_without_an_explicit_bundle() -> None:
 def test_area_without_a_label() -> None:
     text = LINUX61_SHAPE.replace("register_stack:\n\t.fill", "\tnop 0\n\t.fill")
     check_error(text, 27, "the data area reserved by .fill has no label")
+
+
+def shape(name: str) -> syntax.Module:
+    path = FIXTURES / name
+    return syntax.parse(path.read_text(), str(path))
+
+
+def test_conditional_stacks_are_one_area_each_and_leave_with_their_conditionals() -> None:
+    module = shape("shape_xen_conditional.S")
+    region = rg.find_region(module)
+    assert [(a.name, a.end_labels, a.sizes, a.size, a.conditional)
+            for a in region.data_areas] == [
+        ("memory_stack", ("memory_stack_end",), (4096, 8192), None, True),
+        ("register_stack", ("register_stack_end",), (4096, 8192), None, True)]
+    assert region.switches == ("CONFIG_XEN",)
+    text = syntax.unparse(rw.rewrite_control_page(module).module)
+    # the code's conditional stays, balanced; the areas' conditionals are gone with them
+    assert text.count("\n#ifdef CONFIG_XEN\n") == 1 and text.count("\n#else\n") == 1
+    assert text.count("\n#endif\n") == 1 and ".fill" not in text
+    assert "\tmov r9=1\t\t\t// under Xen\n#else\n\tmov r9=2\n#endif\n" in text
+
+
+@pytest.mark.parametrize(("name", "code_label"), [
+    ("shape_code_between_stacks.S", ".helper2"),
+    ("shape_code_after_stacks.S", ".helper3"),
+])
+def test_a_label_that_code_follows_is_code_wherever_it_stands(name: str,
+                                                            code_label: str) -> None:
+    module = shape(name)
+    region = rg.find_region(module)
+    assert all(code_label not in area.labels for area in region.data_areas)
+    text = syntax.unparse(rw.rewrite_control_page(module).module)
+    # the code label and its code come before the end of the region, stacks gone
+    assert text.index(f"{code_label}:\n\tmov r8=r0") < text.index("relocate_new_kernel_end:")
+    assert "memory_stack:" not in text and "register_stack:" not in text
+
+
+def test_code_after_the_stacks_without_a_label_moves_ahead() -> None:
+    result = rw.rewrite_control_page(shape("shape_code_after_stacks_unbranched.S"))
+    text = syntax.unparse(result.module)
+    assert "register_stack_end:\n\tmov r8=r0\n" in text and ".fill" not in text
+
+
+def test_second_procedure_after_the_stacks_moves_ahead() -> None:
+    text = syntax.unparse(rw.rewrite_control_page(shape("shape_second_procedure.S")).module)
+    assert text.index("END(relocate_new_kernel)") < text.index("GLOBAL_ENTRY(kexec_after_"
+                                                                "stacks)")
+    assert ".fill" not in text
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("#endif\n", "closes a conditional opened before the control-page region"),
+    ("#ifdef CONFIG_XEN\n", "is not closed before relocate_new_kernel_end"),
+])
+def test_conditionals_must_balance_in_the_region(source: str, message: str) -> None:
+    text = LINUX61_SHAPE.replace("\tbr.call.sptk.many b0=b6;;\n",
+                                 f"\tbr.call.sptk.many b0=b6;;\n{source}")
+    with pytest.raises(RelgenError, match=message) as caught:
+        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+    assert caught.value.line == 21
+
+
+def test_a_data_area_inside_a_conditional_with_code_is_refused() -> None:
+    text = LINUX61_SHAPE.replace(".align  32\n", "#ifdef CONFIG_XEN\n.align  32\n").replace(
+        "relocate_new_kernel_end:\n", "#endif\nrelocate_new_kernel_end:\n")
+    with pytest.raises(RelgenError, match="lies inside a preprocessor conditional"):
+        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+
+
+def test_each_conditional_size_must_fit_the_immediate() -> None:
+    text = shape("shape_xen_conditional.S")
+    source = syntax.unparse(text).replace(".fill 8192, 1, 0", ".fill 16384, 1, 0", 1)
+    with pytest.raises(RelgenError, match="16368 into memory_stack does not fit") as caught:
+        rw.rewrite_control_page(syntax.parse(source, "x.S"))
+    assert caught.value.line == 22
+
+
+def test_registers_known_in_one_branch_are_unknown_after_the_conditional() -> None:
+    text = LINUX61_SHAPE.replace("\tdep r2=0,r2,61,3", "#ifdef CONFIG_XEN\n\tmov r2=r0\n"
+                                 "#endif\n\tdep r2=0,r2,61,3")
+    with pytest.raises(RelgenError, match="whose value relgen cannot tell"):
+        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+
+
+def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address() -> None:
+    text = LINUX61_SHAPE.replace("\tadd r8=(register_stack - .reloc_entry),r2\n",
+                                 "\tadd r8=(register_stack_end - .reloc_entry),r2\n").replace(
+        "register_stack_end:\nrelocate_new_kernel_end:\n",
+        "register_stack_end:\n\tmov r8=r0\nrelocate_new_kernel_end:\n")
+    module = syntax.parse(text, "x.S")
+    (_, register_stack) = rg.find_region(module).data_areas
+    assert register_stack.code_labels_after == ("register_stack_end",)
+    with pytest.raises(RelgenError, match="register_stack_end, which ends the data area "
+                       "register_stack but is a code label") as caught:
+        rw.rewrite_control_page(module)
+    assert caught.value.line == 17

@@ -109,7 +109,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
             from .pipeline import load_source
             from .region import find_region
 
-            region = find_region(load_source(args.path, None).module, args.entry)
+            region = find_region(load_source(args.path, None).module, args.entry,
+                                 args.end_label)
             end_label, data = region.end_label, [a.name for a in region.data_areas]
         control_map = layout.map_object_file(args.object, entry=args.entry,
                                              end_label=end_label, data_areas=data)
@@ -118,7 +119,9 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         protected = (tree.root,)
         with scratch_folder() as work:
             control_map, assembled, _ = source_map(source, tree, Path(work), entry=args.entry,
-                                                   include_dirs=args.include)
+                                                   include_dirs=args.include,
+                                                   configuration=_configuration(args),
+                                                   end_label=args.end_label)
         standins = assembled.standins
     if args.format == "json":
         text = json.dumps(layout.to_json(control_map, page_sizes), indent=2) + "\n"
@@ -150,7 +153,8 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
         check_output_folder(args.output, protected=(tree.root,))
     author = resolve_author(args.author, tree.root)
     run = run_rewrite(source, tree, entry=args.entry, include_dirs=args.include,
-                      author=author.identity, date=args.date)
+                      author=author.identity, date=args.date,
+                      configuration=_configuration(args))
     if not run.passed:
         sys.stdout.write(run.report().render())
         print(f"{source.shown}: error: the regenerated file failed verification; nothing "
@@ -198,7 +202,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     tree = find_kernel_tree(args.kernel_tree)
     inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
-                         include_dirs=args.include)
+                         include_dirs=args.include, configuration=_configuration(args))
     report = verify(inputs)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -221,6 +225,24 @@ def _add_tree_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--entry", default=DEFAULT_ENTRY, metavar="NAME",
                          help=f"the entry procedure that opens the control page (default: "
                          f"{DEFAULT_ENTRY})")
+
+
+def _configuration(args: argparse.Namespace):  # noqa: ANN202 - a library type
+    from .configurations import from_options
+
+    return from_options(args.define, args.undefine)
+
+
+def _add_configuration_arguments(command: argparse.ArgumentParser, *, varied: bool) -> None:
+    fixed = "; a switch given here is not varied" if varied else ""
+    command.add_argument("-D", dest="define", action="append", default=[],
+                         metavar="NAME[=VALUE]",
+                         help=f"define a macro for cpp, as cpp -D does{fixed} (repeatable)")
+    command.add_argument("-U", dest="undefine", action="append", default=[], metavar="NAME",
+                         help=f"undefine a macro for cpp, as cpp -U does{fixed} (repeatable)"
+                         + (". Every other switch that the control page's conditionals test "
+                            "is checked on and off" if varied else
+                            "; the map is of this one configuration"))
 
 
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
@@ -266,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="map an assembled object instead of assembling PATH; PATH, "
                             "if given, says which labels are data areas")
     layout_cmd.add_argument("--end-label", metavar="NAME",
-                            help="with --object and no PATH: the region's end label "
-                            "(default: ENTRY_end)")
+                            help="the region's end label, for a file without a size word "
+                            "(with --object and no PATH, default: ENTRY_end)")
     layout_cmd.add_argument("--data", action="append", default=[], metavar="NAME",
                             help="with --object and no PATH: a data area's label (repeatable)")
     layout_cmd.add_argument("--page-size", default="4K,8K,16K,64K", metavar="SIZES",
@@ -280,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout_cmd.add_argument("--force", action="store_true",
                             help="overwrite FILE even if it was changed since relgen wrote it "
                             "(a file relgen did not write is never overwritten)")
+    _add_configuration_arguments(layout_cmd, varied=False)
     layout_cmd.set_defaults(run=_cmd_layout)
 
     rewrite_cmd = _command(
@@ -307,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite_cmd.add_argument("--date", metavar="DATE",
                              help="the patch's date, in any form git takes (default: the "
                              "epoch, so that the same input gives the same bytes)")
+    _add_configuration_arguments(rewrite_cmd, varied=True)
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = _command(
@@ -321,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tree_arguments(verify_cmd)
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text",
                             help="text or json (default: text)")
+    _add_configuration_arguments(verify_cmd, varied=True)
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = _command(commands, "diff", "print the change a rewrite would make",
@@ -330,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff_cmd.add_argument("--check", action="store_true",
                           help="print nothing; exit 1 if PATH would change, 0 if it is "
                           "already code-first")
+    _add_configuration_arguments(diff_cmd, varied=True)
     diff_cmd.set_defaults(run=_cmd_diff)
     return parser
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import jinja2
 
 from relgen.errors import RelgenError
+from relgen.names import offset_macro
 from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.resources import data_dir
 
@@ -60,7 +61,7 @@ class EntryPointFacts(NamedTuple):
 
     @property
     def macro(self) -> str:
-        return f"KEXEC_{self.symbol.upper()}_OFFSET"
+        return offset_macro(self.symbol)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class PatchFacts:
     instructions_compared: int | None = None  # instructions compared between both objects
     before_region_size: int | None = None  # bytes the old control page held (code + areas)
     code_after_data: tuple[str, ...] = ()  # procedures that followed the areas (2006 shape)
+    configurations: str | None = None  # which preprocessor configurations were checked
     header_path: str = HEADER_PATH
     assembler: str = "ia64-linux-gnu-as -x"
     signed_off_by: str = PLACEHOLDER_IDENTITY
@@ -309,8 +311,14 @@ def _guards(facts: HeaderFacts) -> list[_Guard]:
     return guards
 
 
-def render_header(facts: HeaderFacts) -> str:
-    """The C header `asm/kexec_control_page.h`, usable from C and from assembly."""
+def render_header(facts: HeaderFacts,
+                  variants: Sequence[tuple[str | None, HeaderFacts]] = ()) -> str:
+    """The C header `asm/kexec_control_page.h`, usable from C and from assembly.
+
+    `variants` are the numbers of each configuration under its C condition (None for the
+    last, `#else`), measured where the source's conditionals make them differ; they must
+    name the same macros as `facts`.
+    """
     names = (
         [CODE_SIZE_MACRO, CODE_PAGE_MACRO, "KEXEC_CONTROL_STACK_ARGS", STACKS_SIZE_MACRO]
         + [area.macro for area in facts.data_areas]
@@ -330,6 +338,7 @@ def render_header(facts: HeaderFacts) -> str:
             guards=_guards(facts),
             stacks_size_macro=STACKS_SIZE_MACRO,
             typedef_indent=_c_indent(len("typedef void (*relocate_new_kernel_t)(")),
+            variants=tuple(variants) or ((None, facts),),
         )
     )
 

@@ -181,6 +181,7 @@ def assemble(
     include_dirs: Sequence[Path] = (),
     extra_headers: Mapping[str, str] | None = None,
     fatal_warnings: bool = False,
+    cpp_flags: Sequence[str] = (),
 ) -> Assembled:
     """Preprocess `source` like Kbuild does for arch/ia64 and assemble it with `as -x`.
 
@@ -189,7 +190,8 @@ def assemble(
     the tree's include folders, and `extra_headers` ("asm/kexec_control_page.h" -> text) before
     everything. The files go to `workdir`, named after the source and the page size, so one
     workdir holds one source (at any number of page sizes). With `fatal_warnings` an assembler
-    warning is an error like any other.
+    warning is an error like any other. `cpp_flags` are the configuration's `-DNAME[=VALUE]`
+    and `-UNAME`, given after Kbuild's own.
     """
     assembler = find_tool("as")
     cpp = _find_cpp()
@@ -220,6 +222,7 @@ def assemble(
 
     command = [cpp, "-nostdinc", "-undef", "-D__ASSEMBLY__", "-D__KERNEL__", "-D__ia64__"]
     command += list(KBUILD_IA64_DEFINES)
+    command += list(cpp_flags)
     command += ["-fno-diagnostics-color", "-fno-diagnostics-show-caret"]
     if extra_headers:
         command += ["-I", str(extra_dir)]
@@ -240,6 +243,23 @@ def assemble(
     if warnings and fatal_warnings:
         raise _diagnostic_error(Path(assembler).name, result.stderr, _AS_DIAGNOSTIC, places)
     return Assembled(object_path, preprocessed, page_size, standins, warnings)
+
+
+_MACRO_DEFINITION = re.compile(r"^#define (\w+) (.*)$", re.MULTILINE)
+
+
+def header_macros(header: str, workdir: Path, cpp_flags: Sequence[str] = ()) -> dict[str, str]:
+    """The object-like macros `header` defines under `cpp_flags`, as `cpp -dM` sees them in
+    assembly (each configuration of a conditional header gives its own numbers)."""
+    cpp = _find_cpp()
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "header-macros.h"
+    path.write_text(header, encoding="utf-8")
+    result = _run([cpp, "-undef", "-dM", "-D__ASSEMBLY__", *cpp_flags, path.name], workdir)
+    if result.returncode != 0:
+        raise _diagnostic_error("cpp", result.stderr, _CPP_DIAGNOSTIC,
+                                _Places(path.name, path, KernelTree(workdir), workdir))
+    return dict(_MACRO_DEFINITION.findall(result.stdout))
 
 
 def _chosen_page_size(tree: KernelTree, requested: int | None) -> int:

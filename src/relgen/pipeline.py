@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, callers, emit, kbuild, layout, layout_svg, patch
+from .configurations import AS_GIVEN, Configuration, Configurations, enumerate_configurations
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .region import check_procedures_closed, find_region
@@ -78,19 +79,37 @@ def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[
 def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
                include_dirs: Sequence[Path] = (), page_size: int | None = None,
                extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
+               configuration: Configuration = AS_GIVEN, end_label: str | None = None,
                ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
-    """Assemble `source` and map its control page; which symbols are data, the tree says."""
+    """Assemble `source` and map its control page; which symbols are data, the tree says.
+    `end_label` bounds the region where the file has no size word."""
     require_regular_file(source.path)
-    region = find_region(source.module, entry)
+    region = find_region(source.module, entry, end_label)
     headers = extra_headers if extra_headers is not None else \
         companion_headers(source, include_dirs)
     assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
                                 include_dirs=include_dirs, extra_headers=headers,
-                                fatal_warnings=fatal_warnings)
+                                fatal_warnings=fatal_warnings,
+                                cpp_flags=configuration.cpp_flags)
     obj = load_object(assembled.object_path)
     control_map = layout.build_map(obj, entry=entry, end_label=region.end_label,
                                    data_areas=[a.name for a in region.data_areas])
     return control_map, assembled, obj
+
+
+def configurations_of(module: Module, entry: str, base: Configuration) -> Configurations:
+    """The configurations the region's conditionals name, with the user's -D/-U fixed."""
+    return enumerate_configurations(base, find_region(module, entry).switches)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration's measurements: both maps and the header's numbers."""
+
+    configuration: Configuration
+    before: layout.ControlPageMap
+    after: layout.ControlPageMap
+    header_facts: emit.HeaderFacts
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,9 @@ class Regeneration:
     standins: tuple[str, ...]
     header_facts: emit.HeaderFacts
     caller_sources: callers.CallerSources | None = None  # the tree's C, as it was
+    # every configuration checked, the first one being before/after/header_facts above
+    variants: tuple[Variant, ...] = ()
+    configurations: Configurations | None = None
 
     @property
     def changed(self) -> bool:
@@ -149,40 +171,74 @@ def kernel_path(source: SourceFile) -> str:
 
 
 def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
-               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = ()
-               ) -> Regeneration:
-    """Rewrite, assemble both files, and measure them. Nothing is written outside workdir."""
+               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
+               configuration: Configuration = AS_GIVEN) -> Regeneration:
+    """Rewrite, assemble both files in every configuration, and measure them. Nothing is
+    written outside workdir."""
     require_regular_file(source.path)
     check_procedures_closed(source.module)
     result = rewrite_control_page(source.module, entry)
     new_text = unparse(result.module)
+    configurations = configurations_of(source.module, entry, configuration)
     if result.already_code_first:
         headers = companion_headers(source, include_dirs)
         after, assembled, _ = source_map(source, tree, workdir / "new", entry=entry,
-                                         include_dirs=include_dirs, extra_headers=headers)
+                                         include_dirs=include_dirs, extra_headers=headers,
+                                         configuration=configurations.each[0])
         facts = _header_facts(source, result, (), after, after.size)
         return Regeneration(source, result, new_text, headers[HEADER_INCLUDE], after, after,
-                            assembled.standins, facts)
+                            assembled.standins, facts,
+                            variants=(Variant(configurations.each[0], after, after, facts),),
+                            configurations=configurations)
 
-    before, original, _ = source_map(source, tree, workdir / "original", entry=entry,
-                                     include_dirs=include_dirs, extra_headers={})
-    areas = _area_facts(result, before)
     sources = callers.read_callers(tree.root)
+    originals = []
+    for each in configurations.each:
+        before, original, _ = source_map(source, tree, workdir / "original" / each.folder,
+                                         entry=entry, include_dirs=include_dirs,
+                                         extra_headers={}, configuration=each)
+        originals.append((each, before, _area_facts(result, before)))
     # The regenerated file uses only the area sizes from the header, so a first rendering
     # (with the old code size and only the entry point, as only the new object can tell)
     # assembles it exactly as the final header will.
-    draft = emit.render_header(_header_facts(source, result, areas, None, before.code_size,
-                                             sources))
+    draft = render_variants(configurations, [
+        _header_facts(source, result, areas, None, before.code_size, sources)
+        for _, before, areas in originals])
     new_path = workdir / "new" / SOURCE_NAME
     new_path.parent.mkdir(parents=True, exist_ok=True)
     new_path.write_text(new_text, encoding="utf-8", newline="")
     new_source = SourceFile(new_path, SOURCE_NAME, new_text, result.module)
-    after, _, _ = source_map(new_source, tree, workdir / "new", entry=entry,
-                             include_dirs=include_dirs,
-                             extra_headers={HEADER_INCLUDE: draft})
-    facts = _header_facts(source, result, areas, after, after.size, sources)
-    return Regeneration(source, result, new_text, emit.render_header(facts), before, after,
-                        original.standins, facts, sources)
+    variants = []
+    for each, before, areas in originals:
+        after, _, _ = source_map(new_source, tree, workdir / "new" / each.folder, entry=entry,
+                                 include_dirs=include_dirs,
+                                 extra_headers={HEADER_INCLUDE: draft}, configuration=each)
+        facts = _header_facts(source, result, areas, after, after.size, sources)
+        variants.append(Variant(each, before, after, facts))
+    first = variants[0]
+    header = render_variants(configurations, [v.header_facts for v in variants])
+    return Regeneration(source, result, new_text, header, first.before, first.after,
+                        original.standins, first.header_facts, caller_sources=sources,
+                        variants=tuple(variants), configurations=configurations)
+
+
+def render_variants(configurations: Configurations,
+                    facts: Sequence[emit.HeaderFacts]) -> str:
+    """The header: one set of numbers, or one per configuration under its condition."""
+    if len(set(facts)) == 1:
+        return emit.render_header(facts[0])
+    # all switches off (the first configuration) comes last, so that the header reads like
+    # the source: `#if defined(CONFIG_XEN)` ... `#else` ...; configurations with the same
+    # numbers share one condition
+    grouped: dict[emit.HeaderFacts, list[str]] = {}
+    for each, numbers in list(zip(configurations.each, facts, strict=True))[::-1]:
+        grouped.setdefault(numbers, []).append(f"({each.condition})")
+    variants: list[tuple[str | None, emit.HeaderFacts]] = [
+        (" || ".join(conditions) if len(conditions) > 1 else conditions[0][1:-1], numbers)
+        for numbers, conditions in grouped.items()]
+    if configurations.complete:
+        variants[-1] = (None, variants[-1][1])  # what every other case leaves: #else
+    return emit.render_header(facts[0], variants=tuple(variants))
 
 
 def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
@@ -244,6 +300,8 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         control_memory=control_memory(before_size, regen.header_facts.code_page_size,
                                       regen.header_facts.stacks_size, emit.IA64_PAGE_SIZES),
         callers_changed=regen.caller_sources is not None,
+        configurations=regen.configurations.describe()
+        if regen.configurations and regen.configurations.switches else None,
     )
     mail = patch.format_patch(patch_files(regen), subject=emit.DEFAULT_SUBJECT,
                               body=emit.render_commit_message(facts), author=author,
@@ -265,7 +323,10 @@ def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
 
 def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, bytes]:
     """layout.txt, layout.json and the two pictures, before and after."""
-    text = ("before: " + source_label(regen) + "\n" + layout.render_text(regen.before, page_sizes)
+    checked = f"configurations checked: {regen.configurations.describe()}\n" \
+        if regen.configurations else ""
+    text = (checked + "before: " + source_label(regen) + "\n"
+            + layout.render_text(regen.before, page_sizes)
             + "\nafter: regenerated " + SOURCE_NAME + "\n"
             + layout.render_text(regen.after, page_sizes))
     data = {"before": layout.to_json(regen.before, page_sizes),
@@ -331,8 +392,8 @@ class RewriteRun:
 
 def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
                 entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
-                author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None
-                ) -> RewriteRun:
+                author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
+                configuration: Configuration = AS_GIVEN) -> RewriteRun:
     """Rewrite, assemble, verify as `relgen verify` does, and render every output.
 
     The files are staged in a scratch folder and checked with verify's own functions: the
@@ -342,14 +403,15 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
 
     with scratch_folder() as scratch:
         work = Path(scratch)
-        regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs)
+        regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs,
+                           configuration=configuration)
         staged = work / "staged"
         staged.mkdir()
         for name, data in primary_outputs(regen).items():
             (staged / name).write_bytes(data)
         new = SourceFile(staged / SOURCE_NAME, SOURCE_NAME, regen.new_text, regen.result.module)
         inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
-                                    include_dirs=include_dirs)
+                                    include_dirs=include_dirs, configuration=configuration)
         objects = verify.verify(inputs, with_patch=False)
         files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared,
                                 author=author, date=date)
@@ -358,6 +420,7 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
             if PATCH_NAME in files:
                 (staged / PATCH_NAME).write_bytes(files[PATCH_NAME])
             patched = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
-                                         include_dirs=include_dirs)
+                                         include_dirs=include_dirs,
+                                         configuration=configuration)
             checks += tuple(verify.patch_checks(patched, work))
     return RewriteRun(regen, files, checks, objects.instructions_compared, objects.layout_text)

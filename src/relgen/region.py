@@ -3,20 +3,35 @@
 The region runs from the entry procedure (`GLOBAL_ENTRY(relocate_new_kernel)` or its label)
 to the label that its size word measures to (`data8 relocate_new_kernel_end -
 relocate_new_kernel`). Inside it, a data area is a label followed by an area directive
-(`.fill`, `.skip`, `.space`, `.zero`); the `.align` line right before it serves it, and the
-labels right after it (`memory_stack_end`) mark its end. Everything else is code and is
-split into chunks that keep their order.
+(`.fill`, `.skip`, `.space`, `.zero`), or by a preprocessor conditional whose every branch
+holds only area directives (the 2.6.18-xen trees: `#ifdef CONFIG_XEN` / `.fill 4096` /
+`#else` / `.fill 8192` / `#endif`); the `.align` line right before it serves it, and the
+labels right after it (`memory_stack_end`) mark its end, up to a label that code follows: a
+label's kind comes from what follows it. Everything else is code and is split into chunks
+that keep their order.
+
+Conditionals (`#if`, `#ifdef`, `#ifndef`, `#elif`, `#else`, `#endif`) inside the region must
+balance there, and each data area (its labels, its conditional body) lies at the region's
+own level, so taking the areas out leaves every conditional of the code balanced.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from . import expr as ex
 from .errors import RelgenError
-from .syntax import Directive, Instruction, Label, Line, MacroCall, Module
+from .names import size_macro
+from .syntax import Directive, Instruction, Label, Line, MacroCall, Module, Preprocessor
 
-AREA_MACRO_PREFIX = "KEXEC_"
+STUB_INSTRUCTIONS = 8  # an entry this short only jumps elsewhere (the Xen hypervisor's)
+CONDITIONAL_OPENERS = frozenset({"if", "ifdef", "ifndef"})
+CONDITIONAL_DIRECTIVES = CONDITIONAL_OPENERS | {"elif", "else", "endif"}
+# names in a conditional that are not configuration switches
+_NOT_SWITCHES = frozenset({"defined", "if", "ifdef", "ifndef", "elif", "else", "endif"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMENT = re.compile(r"/\*.*?\*/|//.*", re.S)
 
 
 @dataclass(frozen=True)
@@ -30,9 +45,14 @@ class DataArea:
     name: str
     aliases: tuple[str, ...]
     end_labels: tuple[str, ...]
-    size: int | None
+    size: int | None  # None when not a literal, or when it depends on a conditional
     directive_line: int
     lines: range
+    # the sizes its branches reserve (one for an unconditional area), where literal
+    sizes: tuple[int, ...] = ()
+    conditional: bool = False
+    # labels right after the area that code follows: code labels at the area's end address
+    code_labels_after: tuple[str, ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -41,7 +61,7 @@ class DataArea:
     @property
     def size_macro(self) -> str:
         """The header's name for its size: memory_stack -> KEXEC_MEMORY_STACK_SIZE."""
-        return f"{AREA_MACRO_PREFIX}{self.name.upper()}_SIZE"
+        return size_macro(self.name)
 
     def offset_of(self, label: str) -> str:
         """Where `label` lies inside the area, as relgen writes it: "0" or the size macro."""
@@ -66,6 +86,7 @@ class ControlPageRegion:
     size_word_line: int
     data_areas: tuple[DataArea, ...]
     chunks: tuple[Chunk, ...]
+    switches: tuple[str, ...] = ()  # the names the region's conditionals test, in order
 
     def area_for_label(self, label: str) -> DataArea | None:
         for area in self.data_areas:
@@ -118,10 +139,25 @@ def find_size_word(module: Module, entry: str, entry_line: int | None = None
             if form.constant == 0 and len(form.terms) == 2 and form.terms.get(entry) == -1:
                 (end_label,) = (name for name, c in form.terms.items() if c == 1)
                 return index, end_label
+    stub = "" if entry_line is None else _stub_note(module, entry, entry_line)
     raise _error(
         module, None if entry_line is None else module.lines[entry_line],
         f"no size word for the control page: expected a line such as `data8 "
-        f"{entry}_end - {entry}` that says where the region of {entry} ends")
+        f"{entry}_end - {entry}` that says where the region of {entry} ends{stub}; "
+        "relgen cannot rewrite this file (`relgen layout --end-label NAME` maps it)")
+
+
+def _stub_note(module: Module, entry: str, entry_line: int) -> str:
+    """`, and relocate_new_kernel here is a stub of 2 instructions` for a short procedure."""
+    count = 0
+    for line in module.lines[entry_line + 1:]:
+        if any(isinstance(i, MacroCall) and i.name == "END" or
+               isinstance(i, Directive) and i.name == ".endp" for i in line.items):
+            break
+        count += sum(isinstance(i, Instruction) for i in line.items)
+        if count > STUB_INSTRUCTIONS or _area_directive(line):
+            return ""
+    return f", and {entry} here is a stub of {count} instructions"
 
 
 def _label_only(line: Line) -> bool:
@@ -162,13 +198,24 @@ def _area_size(directive: Directive) -> int | None:
     return values[0].constant
 
 
-def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPageRegion:
-    """Locate the control-page region of `entry` and split it into code and data areas."""
+def find_region(module: Module, entry: str = "relocate_new_kernel",
+                end_label: str | None = None) -> ControlPageRegion:
+    """Locate the control-page region of `entry` and split it into code and data areas.
+
+    The region ends at the label the size word measures to, or at `end_label` when given
+    (a file without a size word can then be mapped, though not rewritten).
+    """
     start = find_entry(module, entry)
-    size_word_line, end_label = find_size_word(module, entry, start)
+    if end_label is None:
+        size_word_line, end_label = find_size_word(module, entry, start)
+    else:
+        size_word_line = -1
     end = next((i for i, line in enumerate(module.lines)
                 if any(lab.name == end_label for lab in line.labels())), None)
     if end is None:
+        if size_word_line < 0:
+            raise _error(module, module.lines[start], f"the end label {end_label} is never "
+                         f"defined in this file, so the region of {entry} has no end")
         line = module.lines[size_word_line]
         # point at the name in the size word: the label that is missing
         column = line.raw.split("\n")[0].find(end_label) + 1 or 1
@@ -178,38 +225,43 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
         raise _error(module, module.lines[end],
                      f"the end label {end_label} comes before {entry} itself")
 
-    area_lines = [i for i in range(start, end) if _area_directive(module.lines[i])]
-    # Each area's name: the labels on its directive's line, else those of the nearest
-    # label-only line above it (the lines between may only be comments or blank).
-    heads: list[tuple[int, list[str]]] = []
-    for directive_index in area_lines:
-        names = [lab.name for lab in module.lines[directive_index].labels()]
-        first = directive_index
-        if not names:
-            above = directive_index - 1
-            while above > start and _filler(module.lines[above]):
-                above -= 1
-            if above > start and _label_only(module.lines[above]):
-                names = [lab.name for lab in module.lines[above].labels()]
-                first = above
-        if not names:
-            line = module.lines[directive_index]
-            directive = _area_directive(line)
-            assert directive is not None  # area_lines holds only lines with one
-            raise _error(module, line, f"the data area reserved by {directive.name} has no "
-                         "label, so nothing can refer to it")
-        heads.append((first, names))
-
+    conditionals = _conditional_structure(module, start, end, end_label)
+    levels, switches = conditionals.levels, conditionals.switches
     areas: list[DataArea] = []
-    for number, directive_index in enumerate(area_lines):
-        first, names = heads[number]
-        # its end labels: the label-only lines after it, up to the next area's name
-        limit = heads[number + 1][0] if number + 1 < len(heads) else end
-        stop = directive_index + 1
+    heads: list[tuple[range, int, list[str]]] = []  # body, first line, names
+    for directive_index in range(start, end):
+        if not _area_directive(module.lines[directive_index]):
+            continue
+        body = conditionals.area_bodies.get(directive_index,
+                                            range(directive_index, directive_index + 1))
+        if heads and heads[-1][0] == body:
+            continue  # another branch of the same conditional body
+        heads.append((body, *_area_names(module, start, directive_index, body)))
+
+    for number, (body, first, names) in enumerate(heads):
+        directive_index = next(i for i in body if _area_directive(module.lines[i]))
+        if levels[first - start] or levels[body.start - start]:
+            raise _error(module, module.lines[directive_index],
+                         f"the data area {names[-1]} lies inside a preprocessor conditional, "
+                         "so it exists in some configurations only; relgen needs every data "
+                         "area in every configuration (put the conditional inside the area: "
+                         "#ifdef around its .fill lines)")
+        # its end labels: the label-only lines after it, up to the next area's name or up to
+        # a label that code follows (that one is a code label, whatever stands before it)
+        limit = heads[number + 1][1] if number + 1 < len(heads) else end
+        stop = body.stop
         while stop < limit and (_label_only(module.lines[stop]) or _filler(module.lines[stop])):
             stop += 1
-        end_labels = [lab.name for i in range(directive_index + 1, stop)
+        if stop < limit and _is_code(module.lines[stop]):
+            last_label = max((i for i in range(body.stop, stop)
+                              if _label_only(module.lines[i])), default=None)
+            stop = body.stop if last_label is None else last_label
+            while stop > body.stop and module.lines[stop - 1].is_comment_only:
+                stop -= 1  # comments lead the code label and go with it
+        end_labels = [lab.name for i in range(body.stop, stop)
                       for lab in module.lines[i].labels()]
+        code_after = [lab.name for lab in module.lines[stop].labels()] \
+            if stop < limit and _label_only(module.lines[stop]) else []
         # an .align right above serves the area: it exists only to align the area
         previous_stop = areas[-1].lines.stop if areas else start + 1
         if first - 1 >= previous_stop and _align_only(module.lines[first - 1]):
@@ -217,12 +269,15 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
         # comment-only lines right above lead the chunk and go with it
         while first - 1 >= previous_stop and module.lines[first - 1].is_comment_only:
             first -= 1
-        directive = _area_directive(module.lines[directive_index])
-        assert directive is not None
+        sizes = [_area_size(d) for i in body
+                 if (d := _area_directive(module.lines[i])) is not None]
+        literal = tuple(size for size in sizes if size is not None)
+        conditional = len(body) > 1
         areas.append(DataArea(
             name=names[-1], aliases=tuple(names[:-1]), end_labels=tuple(end_labels),
-            size=_area_size(directive), directive_line=directive_index,
-            lines=range(first, stop),
+            size=None if conditional or len(literal) != 1 else literal[0],
+            directive_line=directive_index, lines=range(first, stop),
+            sizes=literal, conditional=conditional, code_labels_after=tuple(code_after),
         ))
 
     chunks: list[Chunk] = []
@@ -235,7 +290,129 @@ def find_region(module: Module, entry: str = "relocate_new_kernel") -> ControlPa
     if cursor < end:
         chunks.append(Chunk("code", cursor, end))
     return ControlPageRegion(entry, start, end_label, end, size_word_line, tuple(areas),
-                             tuple(chunks))
+                             tuple(chunks), switches)
+
+
+def _conditional(line: Line) -> Preprocessor | None:
+    for item in line.items:
+        if isinstance(item, Preprocessor) and item.directive in CONDITIONAL_DIRECTIVES:
+            return item
+    return None
+
+
+def conditional_switches(item: Preprocessor) -> list[str]:
+    """The names a conditional tests: `#ifdef CONFIG_XEN`, `#if defined(A) && B` -> A, B."""
+    body = _COMMENT.sub(" ", item.text)[1:].lstrip(" \t")[len(item.directive):]
+    names = [name for name in _IDENTIFIER.findall(body) if name not in _NOT_SWITCHES]
+    return names[:1] if item.directive in ("ifdef", "ifndef") else names
+
+
+@dataclass(frozen=True)
+class _Conditionals:
+    """The conditionals of the region: each line's level, the names tested, and for each
+    line the conditional body of area directives it lies in (if any)."""
+
+    levels: list[int]  # per region line: how many conditionals are open around it
+    switches: tuple[str, ...]
+    area_bodies: dict[int, range]  # line -> the outermost all-area conditional around it
+
+
+def _conditional_structure(module: Module, start: int, end: int, end_label: str
+                           ) -> _Conditionals:
+    """One pass over the region's conditionals, which must balance inside it: an #else or
+    #endif whose #if lies outside it, or an #if not closed before the end label, is a
+    positioned error. A conditional is an area body when each of its lines is an area
+    directive, a conditional line (of nested area bodies), a comment or blank."""
+    stack: list[int] = []
+    levels: list[int] = []
+    innermost: dict[int, int] = {}  # line -> the opener of the group directly around it
+    parent: dict[int, int | None] = {}
+    groups: dict[int, range] = {}
+    all_area: dict[int, bool] = {}
+    switches: dict[str, None] = {}
+    for index in range(start, end):
+        line = module.lines[index]
+        item = _conditional(line)
+        if item is None:
+            levels.append(len(stack))
+            if stack:
+                innermost[index] = stack[-1]
+                if not (_filler(line) or _bare_area(line)):
+                    all_area[stack[-1]] = False
+            continue
+        if item.directive in CONDITIONAL_OPENERS:
+            levels.append(len(stack))
+            parent[index] = stack[-1] if stack else None
+            all_area[index] = True
+            stack.append(index)
+        elif not stack:
+            raise _error(module, line, f"#{item.directive} closes a conditional opened before "
+                         "the control-page region begins; the conditionals inside the region "
+                         "must balance there", item.column)
+        else:
+            levels.append(len(stack) - 1)
+            if item.directive == "endif":
+                opener = stack.pop()
+                groups[opener] = range(opener, index + 1)
+                if stack and not all_area[opener]:
+                    all_area[stack[-1]] = False
+        switches.update(dict.fromkeys(conditional_switches(item)))
+    if stack:
+        line = module.lines[stack[-1]]
+        raise _error(module, line, f"this conditional is not closed before {end_label}, the "
+                     "end of the control-page region; the conditionals inside the region must "
+                     "balance there")
+    outermost: dict[int, int] = {}  # all-area group -> its outermost all-area ancestor
+    for opener in sorted(groups):  # parents open before their children
+        if all_area[opener]:
+            up = parent[opener]
+            outermost[opener] = outermost[up] if up is not None and up in outermost \
+                else opener
+    bodies = {index: groups[outermost[group]] for index, group in innermost.items()
+              if group in outermost}
+    return _Conditionals(levels, tuple(switches), bodies)
+
+
+def _bare_area(line: Line) -> bool:
+    statements = list(line.statements())
+    return len(statements) == 1 and _area_directive(line) is not None and \
+        not any(line.labels())
+
+
+def _area_names(module: Module, start: int, directive_index: int, body: range
+                ) -> tuple[int, list[str]]:
+    """The area's first line and its names: the labels on its directive's line, else those
+    of the nearest label-only line above its body (only comments or blank lines between)."""
+    names = [lab.name for lab in module.lines[directive_index].labels()] \
+        if len(body) == 1 else []
+    first = body.start
+    if not names:
+        above = body.start - 1
+        while above > start and _filler(module.lines[above]):
+            above -= 1
+        if above > start and _label_only(module.lines[above]):
+            names = [lab.name for lab in module.lines[above].labels()]
+            first = above
+    if not names:
+        line = module.lines[directive_index]
+        directive = _area_directive(line)
+        assert directive is not None  # called for lines with one only
+        raise _error(module, line, f"the data area reserved by {directive.name} has no "
+                     "label, so nothing can refer to it")
+    return first, names
+
+
+def _is_code(line: Line) -> bool:
+    """A line that lays down code or data words (not the END of a procedure)."""
+    for item in line.statements():
+        if isinstance(item, Instruction):
+            return True
+        if isinstance(item, Directive) and item.name not in (".endp", ".align", ".global",
+                                                             ".globl", ".type", ".size"):
+            return True
+        if isinstance(item, MacroCall) and item.name != "END":
+            return True
+    return False
 
 
 def require_data_areas(module: Module, region: ControlPageRegion) -> None:

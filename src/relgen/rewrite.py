@@ -13,7 +13,9 @@
    outgrows the code page the header allocates for it.
 
 `rewrite_control_page` runs them in that order. All label arithmetic is done on parsed
-expressions (`expr.linear_form`), never on strings.
+expressions (`expr.linear_form`), never on strings. What a register holds is followed across
+preprocessor conditionals (each branch starts from the state before the `#if`). Every pass
+walks the file once, so the work grows linearly with its size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from dataclasses import dataclass, replace
 
 from . import expr as ex
 from .errors import RelgenError
-from .region import ControlPageRegion, DataArea, find_region, require_data_areas
+from .region import (
+    CONDITIONAL_OPENERS,
+    ControlPageRegion,
+    DataArea,
+    find_region,
+    require_data_areas,
+)
 from .syntax import (
     Directive,
     Instruction,
@@ -76,9 +84,16 @@ def _error(module: Module, item: Item, message: str) -> RelgenError:
 
 
 def _replace_item(module: Module, old: Item, new: Item) -> Module:
+    return _replace_items(module, {id(old): new})
+
+
+def _replace_items(module: Module, replacements: Mapping[int, Item]) -> Module:
+    """The module with each item whose id() is a key replaced, in one pass over the lines."""
+    if not replacements:
+        return module
     lines = [
-        replace(line, items=tuple(new if i is old else i for i in line.items))
-        if old in line.items else line
+        replace(line, items=tuple(replacements.get(id(i), i) for i in line.items))
+        if any(id(i) in replacements for i in line.items) else line
         for line in module.lines
     ]
     return module.with_lines(lines)
@@ -155,36 +170,68 @@ class _Known:
     line: int
 
 
-def _bundle_label(module: Module, target: Item) -> str | None:
-    """The label whose address `mov rX=ip` reads: the label right before its bundle.
+class _AnchorTracker:
+    """Which label `mov rX=ip` reads, followed item by item in one walk over the file.
 
-    That is the label right before the explicit bundle `{ ... }` that holds it, or right
-    before the instruction itself (GAS starts a new bundle at a label).
+    It is the label right before the explicit bundle `{ ... }` that holds the instruction
+    (with only instructions and directives before it in that bundle), or right before the
+    instruction itself (GAS starts a new bundle at a label). One walk keeps the rewrite
+    linear in the size of the file.
     """
-    flat: list[Item] = [item for _, item in module.items()]
-    position = flat.index(target)
-    in_bundle = _inside_bundle(flat, position)
-    for item in reversed(flat[:position]):
+
+    def __init__(self) -> None:
+        self._previous: Item | None = None  # the last item that is not a comment
+        self._depth = 0
+        self._bundle_label: str | None = None  # label before the open bundle, while clean
+
+    def anchor(self, item: Item) -> str | None:
+        """The label `item` (a `mov rX=ip`) would read, before `item` is seen."""
+        if self._depth > 0:
+            return self._bundle_label
+        return self._previous.name if isinstance(self._previous, Label) else None
+
+    def see(self, item: Item) -> None:
         if item.kind == "comment":
-            continue
-        if in_bundle:
-            if item.kind == "bundle_open":
-                in_bundle = False
-            elif not isinstance(item, Instruction | Directive):
-                return None
-            continue
-        return item.name if isinstance(item, Label) else None
-    return None
-
-
-def _inside_bundle(flat: Sequence[Item], position: int) -> bool:
-    depth = 0
-    for item in flat[:position]:
+            return
         if item.kind == "bundle_open":
-            depth += 1
+            self._depth += 1
+            previous = self._previous
+            self._bundle_label = previous.name if isinstance(previous, Label) else None
         elif item.kind == "bundle_close":
-            depth -= 1
-    return depth > 0
+            self._depth = max(0, self._depth - 1)
+        elif self._depth > 0 and not isinstance(item, Instruction | Directive):
+            self._bundle_label = None
+        self._previous = item
+
+
+class _BranchStates:
+    """What registers hold across preprocessor conditionals.
+
+    Each branch of `#if ... #else ... #endif` starts from what held before the `#if`; after
+    the `#endif` only what every branch (and, without an `#else`, the skipped case) leaves
+    alike is known.
+    """
+
+    def __init__(self) -> None:
+        # per open conditional: the state before it, the states its branches ended with,
+        # and whether it has an #else
+        self._open: list[tuple[dict[str, _Known], list[dict[str, _Known]], bool]] = []
+
+    def see(self, item: Preprocessor, known: dict[str, _Known]) -> dict[str, _Known]:
+        if item.directive in CONDITIONAL_OPENERS:
+            self._open.append((dict(known), [], False))
+            return known
+        if not self._open or item.directive not in ("elif", "else", "endif"):
+            return known
+        before, ends, has_else = self._open.pop()
+        ends.append(known)
+        if item.directive != "endif":
+            self._open.append((before, ends, has_else or item.directive == "else"))
+            return dict(before)
+        if not has_else:
+            ends.append(before)
+        return {register: value for register, value in ends[0].items()
+                if all(end.get(register) == value for end in ends[1:])}
 
 
 def _register(expr: ex.Expr) -> str | None:
@@ -202,17 +249,20 @@ def _rebased_operands(
     """The one-for-one replacement: same destination, base = the area's argument."""
     offset_text = area.offset_of(label)
     if offset_text != "0":
-        size = area.size
-        value = (size if size is not None else 0) + constant
+        # every size a configuration gives the area must fit
+        values = [size + constant for size in area.sizes]
+        value = values[0] if values else constant
         text = offset_text + (f" - {-constant}" if constant < 0 else
                               f" + {constant}" if constant > 0 else "")
     else:
-        value = constant
+        values = [value := constant]
         text = str(constant)
-    if area.size is not None and value not in IMM14_RANGE:
-        raise _error(module, item, f"the offset {value} into {area.name} does not fit the "
-                     f"14-bit immediate of adds ({IMM14_RANGE.start}..{IMM14_RANGE.stop - 1}); "
-                     "relgen will not change the code it generates")
+    for offset in values:
+        if offset not in IMM14_RANGE:
+            raise _error(module, item, f"the offset {offset} into {area.name} does not fit "
+                         f"the 14-bit immediate of adds ({IMM14_RANGE.start}.."
+                         f"{IMM14_RANGE.stop - 1}); relgen will not change the code it "
+                         "generates")
     destination = item.operands[0]
     comma = next((s for s in item.separators[1:] if s.strip() == ","), ",")
     if value == 0 and offset_text == "0":
@@ -246,7 +296,14 @@ def rebase_area_references(
     area_range = {i for a in region.data_areas for i in a.lines}
     known: dict[str, _Known] = {}
     changes: list[tuple[Instruction, Instruction, DataArea]] = []
+    anchors = _AnchorTracker()
+    branches = _BranchStates()
     for index, item in module.items():
+        anchor = anchors.anchor(item)
+        anchors.see(item)
+        if isinstance(item, Preprocessor):
+            known = branches.see(item, known)
+            continue
         if isinstance(item, MacroCall):
             known.clear()  # a kernel macro may expand to anything
             continue
@@ -262,7 +319,6 @@ def rebase_area_references(
         touched = [op for op in item.sources if ex.symbols_in(op) & labels.keys()]
         if item.mnemonic == "mov" and len(item.sources) == 1 and _register(item.sources[0]) \
                 == "ip" and destination:
-            anchor = _bundle_label(module, item)
             if anchor:
                 known[destination] = _Known(ex.LinearForm({anchor: 1}, 0), item.line)
             else:
@@ -273,6 +329,8 @@ def rebase_area_references(
             continue  # clearing the region bits keeps the offsets between labels
         if item.mnemonic in ADD_MNEMONICS and destination and len(item.sources) == 2:
             value = _added_value(module, item, known)
+            if value is not None and not touched:
+                _refuse_code_label_as_area_end(module, item, value, region)
             if touched:
                 if item.predicate:
                     raise _error(module, item, "a predicated instruction forms a data-area "
@@ -293,11 +351,9 @@ def rebase_area_references(
             _refuse_area_use(module, item, item.sources, labels)
         if destination:
             known.pop(destination, None)
-    rewritten: list[RewrittenInstruction] = []
-    for old, new, area in changes:
-        module = _replace_item(module, old, new)
-        rewritten.append(RewrittenInstruction(old.line, old.text, new.text, area.name))
-    return module, tuple(rewritten)
+    rewritten = tuple(RewrittenInstruction(old.line, old.text, new.text, area.name)
+                      for old, new, area in changes)
+    return _replace_items(module, {id(old): new for old, new, _ in changes}), rewritten
 
 
 def _added_value(module: Module, item: Instruction, known: Mapping[str, _Known]
@@ -351,6 +407,19 @@ def _area_address(
         message = (f"this computes {value.describe()}{held_text}, which is not one "
                    "data-area label plus a constant")
     raise _error(module, item, message + "; no rule rewrites it")
+
+
+def _refuse_code_label_as_area_end(module: Module, item: Instruction, value: ex.LinearForm,
+                                   region: ControlPageRegion) -> None:
+    """An address formed from a label that ends an area but that code follows: the label is
+    code and moves with it, so the address would silently change."""
+    for area in region.data_areas:
+        for label in area.code_labels_after:
+            if label in value.terms:
+                raise _error(module, item, f"this forms an address from {label}, which ends "
+                             f"the data area {area.name} but is a code label (code follows "
+                             "it), so it moves with the code; give the area an end label of "
+                             f"its own (`{area.name}_end:`) before the code")
 
 
 def _refuse_area_use(module: Module, item: Instruction | Directive,

@@ -3,7 +3,8 @@
 `verify()` reads like kpatch's create-diff-object: the same named passes run on both
 files, and every check of the design's "Verification" section comes out as a `Check` with
 PASS/FAIL and the evidence a reviewer needs (the rewritten instructions side by side, the
-control-page map, the header's numbers next to the object's).
+control-page map, the header's numbers next to the object's). The twins are made in every
+configuration that the control page's conditionals name, and each is checked on its own.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import callers, kbuild, layout
+from .configurations import AS_GIVEN, Configuration
 from .elf import ObjectFile, load_object
 from .emit import read_typedef_arguments
 from .errors import RelgenError
 from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
+from .names import offset_macro, size_macro
 from .pipeline import (
     HEADER_NAME,
     PATCH_NAME,
     SOURCE_NAME,
     SourceFile,
+    configurations_of,
     kernel_path,
     load_source,
     source_map,
@@ -36,6 +40,8 @@ from .rewrite import HEADER_INCLUDE, RewriteResult, rewrite_control_page
 NOP = re.compile(r"nop(\.[mifbx])?\b")
 #: KEXEC_CONTROL_PAGE_SIZE before the change: 8192 + 8192 + 4096.
 OLD_CONTROL_PAGE_SIZE = 20480
+
+BRANCH_ADDRESS = re.compile(r"\b([0-9a-f]+) <[^>]+>")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Twin:
     original_object: Path
     new_object: Path
     new_symbols: frozenset[str]
+    configuration: Configuration = AS_GIVEN
 
 
 @dataclass(frozen=True)
@@ -70,13 +77,15 @@ class Inputs:
     entry: str
     include_dirs: tuple[Path, ...] = ()
     expected: RewriteResult | None = field(default=None, compare=False)
+    configuration: Configuration = AS_GIVEN  # the user's -D/-U
 
 
 # ------------------------------------------------------------------------------- load
 
 
 def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None,
-                entry: str, include_dirs: Sequence[Path] = ()) -> Inputs:
+                entry: str, include_dirs: Sequence[Path] = (),
+                configuration: Configuration = AS_GIVEN) -> Inputs:
     """The output folder of `relgen rewrite` and the original it was made from."""
     if not out_dir.is_dir():
         raise RelgenError("no such output folder (run `relgen rewrite` first)", str(out_dir))
@@ -87,12 +96,14 @@ def load_inputs(out_dir: Path, tree: kbuild.KernelTree, *, original: Path | None
     source = load_source(original_path, tree)
     return inputs_from(out_dir, source, load_source(out_dir / SOURCE_NAME, None), tree,
                        rewrite_control_page(source.module, entry), entry=entry,
-                       include_dirs=include_dirs, original_given=original is not None)
+                       include_dirs=include_dirs, original_given=original is not None,
+                       configuration=configuration)
 
 
 def inputs_from(out_dir: Path, source: SourceFile, new: SourceFile, tree: kbuild.KernelTree,
                 expected: RewriteResult, *, entry: str, include_dirs: Sequence[Path] = (),
-                original_given: bool = True) -> Inputs:
+                original_given: bool = True, configuration: Configuration = AS_GIVEN
+                ) -> Inputs:
     """The Inputs of files already read: `relgen rewrite` checks what it is about to write."""
     header = (out_dir / HEADER_NAME).read_text(encoding="utf-8")
     recorded = recorded_input_sha256(header)
@@ -104,7 +115,7 @@ def inputs_from(out_dir: Path, source: SourceFile, new: SourceFile, tree: kbuild
             f"{source.shown} has sha256 {source.sha256[:16]}...; {how}", str(out_dir))
     patch = out_dir / PATCH_NAME
     return Inputs(source, new, header, patch if patch.is_file() else None, tree, entry,
-                  tuple(include_dirs), expected)
+                  tuple(include_dirs), expected, configuration)
 
 
 _RECORDED_SHA256 = re.compile(r"\(sha256 ([0-9a-f]{64})\)")
@@ -118,23 +129,31 @@ def recorded_input_sha256(header: str) -> str | None:
 
 def assemble_twins(inputs: Inputs, work: Path, page_sizes: Sequence[int]
                    ) -> tuple[list[Twin], list[Check]]:
+    """Both files at each page size, in every configuration the conditionals name."""
     twins: list[Twin] = []
     failures: list[Check] = []
-    for page_size in page_sizes:
-        try:
-            before, original, _ = source_map(
-                inputs.original, inputs.tree, work / f"original-{page_size}", entry=inputs.entry,
-                include_dirs=inputs.include_dirs, page_size=page_size, fatal_warnings=True)
-            after, new, obj = source_map(
-                inputs.new, inputs.tree, work / f"new-{page_size}", entry=inputs.entry,
-                include_dirs=inputs.include_dirs, page_size=page_size,
-                extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True)
-        except RelgenError as error:
-            failures.append(Check(f"assemble at {page_size // 1024} KiB pages", False,
-                                  tuple(error.render().splitlines())))
-            continue
-        twins.append(Twin(page_size, before, after, original.object_path, new.object_path,
-                          frozenset(s.name for s in obj.symbols)))
+    configurations = configurations_of(inputs.original.module, inputs.entry,
+                                       inputs.configuration)
+    for each in configurations.each:
+        named = "" if len(configurations.each) == 1 else f", {each.describe()}"
+        for page_size in page_sizes:
+            place = f"{each.folder}-{page_size}"
+            try:
+                before, original, _ = source_map(
+                    inputs.original, inputs.tree, work / f"original-{place}",
+                    entry=inputs.entry, include_dirs=inputs.include_dirs,
+                    page_size=page_size, fatal_warnings=True, configuration=each)
+                after, new, obj = source_map(
+                    inputs.new, inputs.tree, work / f"new-{place}", entry=inputs.entry,
+                    include_dirs=inputs.include_dirs, page_size=page_size,
+                    extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True,
+                    configuration=each)
+            except RelgenError as error:
+                failures.append(Check(f"assemble at {page_size // 1024} KiB pages{named}",
+                                      False, tuple(error.render().splitlines())))
+                continue
+            twins.append(Twin(page_size, before, after, original.object_path,
+                              new.object_path, frozenset(s.name for s in obj.symbols), each))
     return twins, failures
 
 
@@ -157,17 +176,57 @@ def _piece_instructions(instructions: Sequence[kbuild.Instruction], control_map:
     return tuple(i for i in instructions if start <= i.bundle < start + piece.size)
 
 
-def correlate(twin: Twin) -> list[ProcedurePair]:
+def correlate(twin: Twin, area_sizes: dict[str, int | None] | None = None
+              ) -> list[ProcedurePair]:
+    """The code of both control pages as one sequence each, in address order.
+
+    The original's data areas are left out (each from its symbol over the size the source
+    gives it, else up to the next symbol), and so are the bundles of nops right before each
+    area, which only the `.align` that served it had added: code placed between or after the
+    areas, labelled or not, then lines up with where it went in the regenerated page.
+    """
     original = kbuild.disassemble_instructions(twin.original_object)
     new = kbuild.disassemble_instructions(twin.new_object)
-    after_pieces = {s.name: s for s in twin.after.code_symbols}
-    pairs = []
-    for piece in twin.before.code_symbols:
-        other = after_pieces.get(piece.name)
-        pairs.append(ProcedurePair(
-            piece.name, _piece_instructions(original, twin.before, piece),
-            () if other is None else _piece_instructions(new, twin.after, other)))
-    return pairs
+    sizes = area_sizes or {}
+    start = twin.before.start
+    areas = sorted((start + s.offset, start + s.offset + (sizes.get(s.name) or s.size))
+                   for s in twin.before.data_symbols)
+    code = [i for i in original if start <= i.bundle < twin.before.end and
+            not any(low <= i.bundle < high for low, high in areas)]
+    padding = {bundle for low, _ in areas for bundle in _nop_bundles_before(code, low)}
+    padding |= _entry_alignment(code, twin.before)
+    code = [i for i in code if i.bundle not in padding]
+    after = [i for i in new if twin.after.start <= i.bundle < twin.after.end]
+    moved_padding = _entry_alignment(after, twin.after)
+    after = [i for i in after if i.bundle not in moved_padding]
+    return [ProcedurePair(twin.before.entry, tuple(code), tuple(after))]
+
+
+def _entry_alignment(code: Sequence[kbuild.Instruction], control_map: layout.ControlPageMap
+                     ) -> set[int]:
+    """The nop bundles right before each global entry point but the first: GLOBAL_ENTRY
+    aligns to 32 bytes, so how many it adds depends on where the code before it ends, which
+    moving code changes."""
+    return {bundle for symbol in control_map.entry_points if symbol.offset
+            for bundle in _nop_bundles_before(code, control_map.start + symbol.offset)}
+
+
+def _nop_bundles_before(code: Sequence[kbuild.Instruction], address: int) -> list[int]:
+    """The bundles of nops that end right at `address`, nearest first."""
+    bundles: dict[int, list[kbuild.Instruction]] = {}
+    for instruction in code:
+        bundles.setdefault(instruction.bundle, []).append(instruction)
+    found, at = [], address - 16
+    while at in bundles and all(NOP.match(i.text) for i in bundles[at]):
+        found.append(at)
+        at -= 16
+    return found
+
+
+def branch_target(instruction: kbuild.Instruction) -> int | None:
+    """The absolute address a branch names in objdump's text (`br.few 160 <x+0x160>`)."""
+    match = BRANCH_ADDRESS.search(instruction.text)
+    return int(match.group(1), 16) if match else None
 
 
 # ---------------------------------------------------------------------------- compare
@@ -252,8 +311,19 @@ def compare_instructions(pairs: Sequence[ProcedurePair], expected_rewrites: int,
             problems.append(f"{pair.name}: missing from the regenerated object")
             continue
         total += len(pair.new)
+        # where each original bundle went: a branch must reach the same instruction
+        moved = {old.bundle: new.bundle for old, new in zip(pair.original, pair.new,
+                                                            strict=False)}
         for old, new in zip(pair.original, pair.new, strict=False):
-            if old.comparable == new.comparable:
+            target = branch_target(old)
+            if target is not None and BRANCH_ADDRESS.sub("", old.text) == \
+                    BRANCH_ADDRESS.sub("", new.text):
+                if moved.get(target) == branch_target(new):
+                    identical += 1
+                    continue
+                problems.append(f"{_slot(old)}: `{old.text}` -> `{new.text}` no longer "
+                                "branches to the same instruction")
+            elif old.comparable == new.comparable:
                 identical += 1
                 continue
             line = f"  {_slot(old):40} {old.text:28} -> {new.text}"
@@ -353,14 +423,21 @@ def check_relocations(twin: Twin) -> Check:
 DEFINE = re.compile(r"^#define\s+(KEXEC_[A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|[0-9]+)\s*$", re.M)
 
 
-def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str]) -> Check:
-    defined = {name: int(value, 0) for name, value in DEFINE.findall(header)}
+def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str],
+                         macros: dict[str, str] | None = None) -> Check:
+    """The header's numbers against the object's; `macros` are the header's macros as cpp
+    sees them in the twin's configuration (by default, every #define of the text)."""
+    if macros is None:
+        defined = {name: int(value, 0) for name, value in DEFINE.findall(header)}
+    else:
+        defined = {name: int(value, 0) for name, value in macros.items()
+                   if DEFINE.match(f"#define {name} {value}")}
     expected = {"KEXEC_CONTROL_CODE_SIZE": twin.after.size}
     sizes = {s.name: s.size for s in twin.before.symbols}
     for area in data_areas:
-        expected[f"KEXEC_{area.upper()}_SIZE"] = sizes.get(area, -1)
+        expected[size_macro(area)] = sizes.get(area, -1)
     for symbol in twin.after.entry_points:
-        expected[f"KEXEC_{symbol.name.upper()}_OFFSET"] = symbol.offset
+        expected[offset_macro(symbol.name)] = symbol.offset
     lines, good = [], True
     for name, value in expected.items():
         got = defined.get(name)
@@ -394,7 +471,9 @@ def write_kernel_standins(include_dir: Path) -> None:
     (include_dir / "linux" / "build_bug.h").write_text(BUILD_BUG_STANDIN, encoding="utf-8")
 
 
-def check_header_compiles(header: str, work: Path) -> Check:
+def check_header_compiles(header: str, work: Path,
+                          flag_sets: Sequence[Sequence[str]] = ((),)) -> Check:
+    """The header compiles in C and in assembly, once per configuration's cpp flags."""
     gcc = shutil.which("gcc")
     if gcc is None:
         return Check("the header compiles in C and in assembly", False,
@@ -404,16 +483,22 @@ def check_header_compiles(header: str, work: Path) -> Check:
     (include / "kexec_control_page.h").write_text(header, encoding="utf-8")
     write_kernel_standins(include.parent)
     probe = f"#include <{HEADER_INCLUDE}>\n"
-    c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror", *HOST_KERNEL_DEFINES,
-                   "-x", "c", "-I", str(include.parent), "-"],
-                  stdin=probe + "int kexec_probe;\n")
-    asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", "-x", "assembler-with-cpp",
-                     "-I", str(include.parent), "-"], stdin=probe)
-    evidence = [f"  gcc -fsyntax-only -x c: exit {c_mode.returncode}",
-                f"  gcc -E -D__ASSEMBLY__ -x assembler-with-cpp: exit {asm_mode.returncode}"]
-    evidence += ["  " + line for line in (c_mode.stderr + asm_mode.stderr).splitlines()]
-    return Check("the header compiles in C and in assembly",
-                 c_mode.returncode == 0 and asm_mode.returncode == 0, tuple(evidence))
+    evidence: list[str] = []
+    passed = True
+    for flags in flag_sets:
+        c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror",
+                       *HOST_KERNEL_DEFINES, *flags,
+                       "-x", "c", "-I", str(include.parent), "-"],
+                      stdin=probe + "int kexec_probe;\n")
+        asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", *flags, "-x", "assembler-with-cpp",
+                         "-I", str(include.parent), "-"], stdin=probe)
+        shown = "".join(f" {flag}" for flag in flags)
+        evidence += [f"  gcc -fsyntax-only{shown} -x c: exit {c_mode.returncode}",
+                     f"  gcc -E -D__ASSEMBLY__{shown} -x assembler-with-cpp: exit "
+                     f"{asm_mode.returncode}"]
+        evidence += ["  " + line for line in (c_mode.stderr + asm_mode.stderr).splitlines()]
+        passed &= c_mode.returncode == 0 and asm_mode.returncode == 0
+    return Check("the header compiles in C and in assembly", passed, tuple(evidence))
 
 
 def patch_checks(inputs: Inputs, work: Path) -> list[Check]:
@@ -520,6 +605,43 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     return [*checks, Check(name, not unexpected, tuple(evidence))]
 
 
+def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
+                         page_sizes: Sequence[int], plan: ExecutionPlan
+                         ) -> tuple[int, list[Check], str]:
+    """One configuration's instructions compared, its checks and its map text."""
+    expected = inputs.expected
+    areas = [a.name for a in expected.data_areas] if expected else []
+    rewrites = len(expected.rewritten) if expected else 0
+    same = all(t.after == twins[0].after and t.before == twins[0].before for t in twins)
+    checks = [Check("the layout is the same at every page size", same)]
+    twin = twins[0]
+    checks += check_region(twin, areas)
+    arguments = AreaArguments(
+        {s.name: s.offset for s in twin.before.data_symbols},
+        {name: f"r{32 + int(reg[2:])}"
+         for name, reg in (expected.argument_registers if expected else {}).items()},
+        twin.before.start)
+    pairs = correlate(twin, {a.name: a.size for a in expected.data_areas}
+                      if expected else None)
+    allocs = 0 if expected is None or expected.already_code_first else 1
+    checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
+    checks.append(check_relocations(twin))
+    macros = kbuild.header_macros(inputs.header_text, work / f"header-{twin.configuration.folder}",
+                                  twin.configuration.cpp_flags)
+    checks.append(check_header_numbers(inputs.header_text, twin, areas, macros))
+    # -- execution evidence (issue 13): both pages run on synthetic kexec images --
+    if expected is not None and not expected.already_code_first:
+        run_twin = next((t for t in twins if t.page_size == kbuild.DEFAULT_PAGE_SIZE),
+                        twin)  # ia64's default page size where it was assembled
+        evidence = execution_evidence(
+            run_twin.original_object, run_twin.new_object, run_twin.before,
+            run_twin.after, expected.argument_registers, plan, page_size=run_twin.page_size)
+        checks += [Check(name, passed, lines) for name, passed, lines in evidence.checks]
+    text = ("before:\n" + layout.render_text(twin.before, page_sizes)
+            + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
+    return sum(len(pair.new) for pair in pairs), checks, text
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -565,49 +687,33 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
     with tempfile.TemporaryDirectory(prefix="relgen-verify-") as scratch:
         work = Path(scratch)
         twins, checks = assemble_twins(inputs, work, page_sizes)
-        expected = inputs.expected
-        areas = [a.name for a in expected.data_areas] if expected else []
-        rewrites = len(expected.rewritten) if expected else 0
+        configurations = configurations_of(inputs.original.module, inputs.entry,
+                                           inputs.configuration)
+        layout_text = ""
         if twins:
             sizes = ", ".join(f"{t.page_size // 1024} KiB: {t.before.size:#x} -> "
                               f"{t.after.size:#x}" for t in twins)
             checks.insert(0, Check("both files assemble with ia64-linux-gnu-as -x at every "
-                                   "page size, without a dependency violation",
-                                   len(twins) == len(page_sizes),
-                                   (f"  control page {sizes}",)))
-            same = all(t.after == twins[0].after and t.before == twins[0].before
-                       for t in twins)
-            checks.append(Check("the layout is the same at every page size", same))
-            twin = twins[0]
-            checks += check_region(twin, areas)
-            arguments = AreaArguments(
-                {s.name: s.offset for s in twin.before.data_symbols},
-                {name: f"r{32 + int(reg[2:])}"
-                 for name, reg in (expected.argument_registers if expected else {}).items()},
-                twin.before.start)
-            pairs = correlate(twin)
-            allocs = 0 if expected is None or expected.already_code_first else 1
-            checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
-            checks.append(check_relocations(twin))
-            compared = sum(len(pair.new) for pair in pairs)
-            checks.append(check_header_numbers(inputs.header_text, twin, areas))
-            # -- execution evidence (issue 13): both pages run on synthetic kexec images --
-            if expected is not None and not expected.already_code_first:
-                plan = execution or (FULL if with_patch else QUICK)
-                run_twin = next((t for t in twins if t.page_size == kbuild.DEFAULT_PAGE_SIZE),
-                                twin)  # ia64's default page size where it was assembled
-                evidence = execution_evidence(
-                    run_twin.original_object, run_twin.new_object, run_twin.before,
-                    run_twin.after, expected.argument_registers, plan,
-                    page_size=run_twin.page_size)
-                checks += [Check(name, passed, lines)
-                           for name, passed, lines in evidence.checks]
-            # -- end of execution evidence --
-            layout_text = ("before:\n" + layout.render_text(twin.before, page_sizes)
-                           + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
-        else:
-            layout_text = ""
-        checks.append(check_header_compiles(inputs.header_text, work))
+                                   "page size" + (" in every configuration"
+                                                  if len(configurations.each) > 1 else "")
+                                   + ", without a dependency violation",
+                                   len(twins) == len(page_sizes) * len(configurations.each),
+                                   (f"  {configurations.describe()}",
+                                    f"  control page {sizes}")))
+            layout_text = f"configurations checked: {configurations.describe()}\n"
+            compared = 0
+            for each in configurations.each:
+                group = [t for t in twins if t.configuration == each]
+                if not group:
+                    continue
+                named = "" if len(configurations.each) == 1 else f" [{each.describe()}]"
+                count, found, text = _check_configuration(
+                    inputs, group, work, page_sizes, execution or (FULL if with_patch else QUICK))
+                checks += [Check(c.name + named, c.passed, c.evidence) for c in found]
+                compared += count
+                layout_text += (f"{named.strip(' []') + ': ' if named else ''}" + text)
+        checks.append(check_header_compiles(inputs.header_text, work,
+                                            [c.cpp_flags for c in configurations.each]))
         if with_patch:
             checks += patch_checks(inputs, work)
     return Report(tuple(checks), layout_text, compared)
