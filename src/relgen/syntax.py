@@ -27,11 +27,9 @@ from lark import (
     Lark,
     Token,
     Transformer,
-    Tree,
     UnexpectedCharacters,
     UnexpectedInput,
     UnexpectedToken,
-    v_args,
 )
 from lark.exceptions import UnexpectedEOF
 
@@ -39,6 +37,7 @@ from . import expr as ex
 from .errors import RelgenError
 from .resources import data_dir
 
+# Horizontal white space; with `\` continuations it makes the space before a token.
 _BLANK = " \t\f\v"
 _LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
 
@@ -57,6 +56,9 @@ AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
 
 def strip_space(raw: str) -> str:
     """`raw` without the white space (and `\\` continuations) in front of it."""
+    text = raw.lstrip(_BLANK)
+    if text[:1] != "\\":
+        return text
     return raw[_LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
 
 
@@ -75,10 +77,6 @@ class Item:
     @property
     def text(self) -> str:
         return strip_space(self.raw)
-
-    @property
-    def statement_kind(self) -> str:
-        return self.kind
 
 
 @dataclass(frozen=True)
@@ -126,10 +124,6 @@ class BundleClose(Item):
 @dataclass(frozen=True)
 class Comment(Item):
     kind: ClassVar[str] = "comment"
-
-    @property
-    def is_block(self) -> bool:
-        return self.text.startswith("/*")
 
 
 @dataclass(frozen=True)
@@ -280,54 +274,37 @@ def owner_of_comment_line(module: Module, index: int) -> int | None:
 
 # ---------------------------------------------------------------------------- parsing
 
-
-@cache
-def _parser() -> Lark:
-    return Lark.open(
-        str(data_dir("grammars") / "ia64.lark"),
-        parser="lalr",
-        lexer="contextual",
-        # Positions come from the tokens, which lark always keeps; propagating them to
-        # every tree node cost about 30% of the parse time (bench/run.py).
-        propagate_positions=False,
-        maybe_placeholders=False,
-        cache=True,
-    )
+# The grammar's entry points: a whole file, and one operand alone (`parse_expression`).
+_FILE_START = "start"
+_EXPRESSION_START = "expression"
 
 
 def _position(token: Token) -> tuple[int, int]:
     """Line and column of the first non-space character of a token."""
+    rest = token.lstrip(_BLANK)
+    if rest[:1] != "\\":  # no `\` continuation in the white space, so no newline either
+        return token.line, token.column + len(token) - len(rest)
     prefix = _LEADING_SPACE.match(token).group(0)  # type: ignore[union-attr]
-    line = (token.line or 1) + prefix.count("\n")
+    line = token.line + prefix.count("\n")
     if "\n" in prefix:
-        column = len(prefix) - prefix.rfind("\n")
-    else:
-        column = (token.column or 1) + len(prefix)
-    return line, column
+        return line, len(prefix) - prefix.rfind("\n")
+    return line, token.column + len(prefix)
 
 
-def _raw(children: Sequence[object]) -> str:
-    parts: list[str] = []
-    for child in children:
-        if isinstance(child, Token):
-            parts.append(str(child))
-        elif isinstance(child, ex.Expr):
-            parts.append(child.text)
-        elif isinstance(child, Item):
-            parts.append(child.raw)
-    return "".join(parts)
+def _line_number(items: Sequence[Item], ending: Token) -> int:
+    """Where a line starts: where its first token starts, white space included."""
+    if not items:
+        return ending.line
+    first = items[0]
+    if first.raw.lstrip(_BLANK)[:1] != "\\":
+        return first.line
+    # a `\` continuation before the first item: the item stands on a later physical line
+    return first.line - _LEADING_SPACE.match(first.raw).group(0).count("\n")  # type: ignore
 
 
-def _first_token(children: Sequence[object]) -> Token:
-    for child in children:
-        if isinstance(child, Token):
-            return child
-        if isinstance(child, Tree):
-            return next(child.scan_values(lambda v: isinstance(v, Token)))
-    raise AssertionError("node without tokens")
-
-
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+def _text(children: Sequence[Token | ex.Expr]) -> str:
+    """The exact text of tokens and expressions in a row."""
+    return "".join(child if isinstance(child, str) else child.text for child in children)
 
 
 def gas_integer(text: str) -> int:
@@ -356,8 +333,17 @@ def split_macro_args(text: str) -> tuple[str, ...]:
     return tuple(args)
 
 
+_PREPROCESSOR_DIRECTIVE = re.compile(r"[A-Za-z_]*")
+
+
 class _ToNodes(Transformer):
-    """lark tree -> relgen nodes. Tokens stay raw; positions come from first tokens."""
+    """Builds relgen nodes during the LALR parse (lark's `transformer=`): no lark tree.
+
+    lark calls the method named after each rule (or its alias) with the rule's children:
+    tokens, which stay raw, and the nodes already built below. Item positions come from
+    their first token. The methods take the children list as lark passes it, not through
+    `v_args`, which would add two function calls to every node.
+    """
 
     # --- expressions
     def symbol(self, children: list[Token]) -> ex.Symbol:
@@ -385,123 +371,127 @@ class _ToNodes(Transformer):
         return ex.AtName(str(token), strip_space(token))
 
     def paren(self, children: list) -> ex.Paren:
-        return ex.Paren(_raw(children), children[1])
+        return ex.Paren(_text(children), children[1])
 
     def memory(self, children: list) -> ex.Memory:
-        return ex.Memory(_raw(children), children[1])
+        return ex.Memory(_text(children), children[1])
 
     def index(self, children: list) -> ex.Index:
-        return ex.Index(_raw(children), children[0], children[2])
+        return ex.Index(_text(children), children[0], children[2])
 
     def call(self, children: list) -> ex.Call:
-        args = tuple(c for c in children[2:-1] if isinstance(c, ex.Expr))
-        return ex.Call(_raw(children), strip_space(children[0]), args)
+        # NAME ( arg , arg ... ): the arguments stand at every other place
+        return ex.Call(_text(children), strip_space(children[0]), tuple(children[2:-1:2]))
 
     def reloc(self, children: list) -> ex.Reloc:
-        return ex.Reloc(_raw(children), strip_space(children[0]), children[2])
+        return ex.Reloc(_text(children), strip_space(children[0]), children[2])
 
     def unary(self, children: list) -> ex.Unary:
-        return ex.Unary(_raw(children), strip_space(children[0]), children[1])
+        return ex.Unary(_text(children), strip_space(children[0]), children[1])
 
     def binary_chain(self, children: list) -> ex.Expr:
         node: ex.Expr = children[0]
         for i in range(1, len(children), 2):
             operator, right = children[i], children[i + 1]
-            node = ex.Binary(node.text + str(operator) + right.text, strip_space(operator),
+            node = ex.Binary(node.text + operator + right.text, strip_space(operator),
                              node, right)
         return node
 
-    # --- items
-    @v_args(tree=True)
-    def label(self, tree: Tree) -> Label:
-        name_token = tree.children[0]
-        line, column = _position(name_token)
-        return Label(_raw(tree.children), line, column, name=strip_space(name_token))
+    def expression(self, children: list[ex.Expr]) -> ex.Expr:
+        return children[0]
 
-    def _simple(self, cls: type[Item], children: list[Token], **fields: str) -> Item:
+    # --- items
+    def label(self, children: list[Token]) -> Label:
+        name_token = children[0]
+        line, column = _position(name_token)
+        return Label(_text(children), line, column, name=strip_space(name_token))
+
+    def tag(self, children: list[Token]) -> Tag:
         token = children[0]
         line, column = _position(token)
-        return cls(str(token), line, column, **fields)
+        return Tag(str(token), line, column, name=strip_space(token).strip("[]: \t"))
 
-    def tag(self, children: list[Token]) -> Item:
-        name = strip_space(children[0]).strip("[]: \t")
-        return self._simple(Tag, children, name=name)
+    def stop(self, children: list[Token]) -> Stop:
+        return Stop(str(children[0]), *_position(children[0]))
 
-    def stop(self, children: list[Token]) -> Item:
-        return self._simple(Stop, children)
+    def separator(self, children: list[Token]) -> Separator:
+        return Separator(str(children[0]), *_position(children[0]))
 
-    def separator(self, children: list[Token]) -> Item:
-        return self._simple(Separator, children)
+    def bundle_open(self, children: list[Token]) -> BundleOpen:
+        return BundleOpen(str(children[0]), *_position(children[0]))
 
-    def bundle_open(self, children: list[Token]) -> Item:
-        return self._simple(BundleOpen, children)
+    def bundle_close(self, children: list[Token]) -> BundleClose:
+        return BundleClose(str(children[0]), *_position(children[0]))
 
-    def bundle_close(self, children: list[Token]) -> Item:
-        return self._simple(BundleClose, children)
+    def comment(self, children: list[Token]) -> Comment:
+        return Comment(str(children[0]), *_position(children[0]))
 
-    def comment(self, children: list[Token]) -> Item:
-        return self._simple(Comment, children)
-
-    def preprocessor(self, children: list[Token]) -> Item:
-        body = strip_space(children[0])[1:].lstrip(" \t")
-        directive = re.match(r"[A-Za-z_]*", body).group(0)  # type: ignore[union-attr]
-        return self._simple(Preprocessor, children, directive=directive)
+    def preprocessor(self, children: list[Token]) -> Preprocessor:
+        token = children[0]
+        body = strip_space(token)[1:].lstrip(" \t")
+        directive = _PREPROCESSOR_DIRECTIVE.match(body).group(0)  # type: ignore[union-attr]
+        return Preprocessor(str(token), *_position(token), directive=directive)
 
     def instruction(self, children: list) -> Instruction:
+        # [PREDICATE] NAME, then operands and their `,`/`=` separators taking turns
         first = children[0]
-        line, column = _position(first)
-        predicate = None
-        position = 0
-        if first.type == "PREDICATE":
-            predicate = strip_space(first)
-            position = 1
-        mnemonic_token = children[position]
-        head = _raw(children[: position + 1])
-        operands, separators = _split_operands(children[position + 1:])
-        destinations = separators.index("=") + 1 if "=" in separators else 0
+        head_length = 2 if first.type == "PREDICATE" else 1
+        separators = children[head_length + 1::2]
+        destinations = next(
+            (n + 1 for n, separator in enumerate(separators) if separator.type == "EQ"), 0
+        )
         return Instruction(
-            _raw(children), line, column, predicate=predicate,
-            mnemonic=strip_space(mnemonic_token), operands=operands,
-            separators=tuple(str(s) for s in children[position + 1:] if isinstance(s, Token)),
-            destinations=destinations, head=head,
+            _text(children), *_position(first),
+            predicate=strip_space(first) if head_length == 2 else None,
+            mnemonic=strip_space(children[head_length - 1]),
+            operands=tuple(children[head_length::2]),
+            separators=tuple(str(separator) for separator in separators),
+            destinations=destinations, head="".join(children[:head_length]),
         )
 
     def directive(self, children: list) -> Directive:
-        line, column = _position(children[0])
-        operands, _ = _split_operands(children[1:])
-        return Directive(_raw(children), line, column, name=strip_space(children[0]),
-                         operands=operands)
+        # DOTNAME, then operands and their separators taking turns
+        first = children[0]
+        return Directive(_text(children), *_position(first), name=strip_space(first),
+                         operands=tuple(children[1::2]))
 
     def macro_call(self, children: list[Token]) -> MacroCall:
-        line, column = _position(children[0])
-        return MacroCall(_raw(children), line, column, name=strip_space(children[0]),
-                         args=split_macro_args(str(children[1])))
+        name, args = children
+        return MacroCall(name + args, *_position(name), name=strip_space(name),
+                         args=split_macro_args(args))
 
     # --- lines
-    # Lines are numbered in `start`, by counting the newlines before each one.
     def line(self, children: list) -> Line:
-        *items, ending = children
-        return Line(tuple(items), str(ending), 0)
+        ending = children.pop()
+        return Line(tuple(children), str(ending), _line_number(children, ending))
 
     def last_line(self, children: list) -> Line:
-        ending = ""
-        if children and isinstance(children[-1], Token) and children[-1].type == "EOF_SPACE":
-            ending = str(children.pop())
-        return Line(tuple(children), ending, 0)
+        last = children[-1]
+        if isinstance(last, Token) and last.type == "EOF_SPACE":
+            children.pop()
+            return Line(tuple(children), str(last), _line_number(children, last))
+        return Line(tuple(children), "", _line_number(children, last))
 
     def start(self, children: list[Line]) -> tuple[Line, ...]:
-        numbered = []
-        number = 1
-        for line in children:
-            numbered.append(replace(line, number=number))
-            number += line.raw.count("\n")
-        return tuple(numbered)
+        return tuple(children)
 
 
-def _split_operands(children: Sequence[object]) -> tuple[tuple[ex.Expr, ...], list[str]]:
-    operands = tuple(c for c in children if isinstance(c, ex.Expr))
-    separators = [strip_space(c) for c in children if isinstance(c, Token)]
-    return operands, separators
+@cache
+def _parser() -> Lark:
+    return Lark.open(
+        str(data_dir("grammars") / "ia64.lark"),
+        parser="lalr",
+        lexer="contextual",
+        start=[_FILE_START, _EXPRESSION_START],
+        # The nodes are built during the parse: lark makes no tree for `_ToNodes` to walk
+        # again (bench/run.py measures the difference). lark's cache holds the tables, not
+        # the transformer, which is given again when the cache is loaded.
+        transformer=_ToNodes(),
+        # Positions come from the tokens, which lark always keeps.
+        propagate_positions=False,
+        maybe_placeholders=False,
+        cache=True,
+    )
 
 
 # Human words for the grammar's terminals, used in error messages.
@@ -582,10 +572,9 @@ def decode_source(data: bytes, path: str) -> str:
 def parse(text: str, path: str = "<input>") -> Module:
     """Parse ia64 assembly text into a Module; RelgenError with a position on bad input."""
     try:
-        tree = _parser().parse(text)
+        lines = _parser().parse(text, start=_FILE_START)
     except UnexpectedInput as error:
         raise _error_from_lark(error, text, path) from None
-    lines = _ToNodes().transform(tree)
     return Module(lines, path)
 
 
@@ -603,10 +592,6 @@ def read_source(path: Path) -> str:
     except OSError as error:
         raise RelgenError(f"cannot read the file ({error.strerror})", shown) from None
     return decode_source(data, shown)
-
-
-def parse_file(path: Path) -> Module:
-    return parse(read_source(path), str(path))
 
 
 def unparse(module: Module) -> str:
