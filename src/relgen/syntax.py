@@ -335,6 +335,21 @@ def split_macro_args(text: str) -> tuple[str, ...]:
 
 _PREPROCESSOR_DIRECTIVE = re.compile(r"[A-Za-z_]*")
 
+# How tightly each binary operator binds in GAS: && || loosest, then + - and comparisons,
+# then | & ^, then * / % << >>.
+_BINDING = {
+    "LOGIC": 1, "PLUS": 2, "MINUS": 2, "CMP": 2, "PIPE": 3, "AMP": 3, "CARET": 3,
+    "STAR": 4, "SLASH": 4, "PERCENT": 4, "SHL": 4, "SHR": 4,
+}
+
+
+def _combine(operands: list[ex.Expr], operator: Token) -> None:
+    """Replace the last two operands by their Binary under `operator`."""
+    right = operands.pop()
+    left = operands.pop()
+    operands.append(ex.Binary(left.text + operator + right.text, strip_space(operator),
+                              left, right))
+
 
 class _ToNodes(Transformer):
     """Builds relgen nodes during the LALR parse (lark's `transformer=`): no lark tree.
@@ -354,20 +369,19 @@ class _ToNodes(Transformer):
         token = children[0]
         return ex.Number(str(token), gas_integer(strip_space(token)))
 
-    def local_ref(self, children: list[Token]) -> ex.LocalRef:
-        token = children[0]
+    # Tokens that are whole expressions, read as nodes when lark shifts them: lark calls
+    # the method named after the terminal.
+    def LOCALREF(self, token: Token) -> ex.LocalRef:
         text = strip_space(token)
         return ex.LocalRef(str(token), int(text[:-1]), text.endswith("f"))
 
-    def here(self, children: list[Token]) -> ex.Here:
-        return ex.Here(str(children[0]))
+    def DOT(self, token: Token) -> ex.Here:
+        return ex.Here(str(token))
 
-    def string(self, children: list[Token]) -> ex.StringLiteral:
-        token = children[0]
+    def STRING(self, token: Token) -> ex.StringLiteral:
         return ex.StringLiteral(str(token), strip_space(token)[1:-1])
 
-    def at_name(self, children: list[Token]) -> ex.AtName:
-        token = children[0]
+    def AT_NAME(self, token: Token) -> ex.AtName:
         return ex.AtName(str(token), strip_space(token))
 
     def paren(self, children: list) -> ex.Paren:
@@ -390,12 +404,20 @@ class _ToNodes(Transformer):
         return ex.Unary(_text(children), strip_space(children[0]), children[1])
 
     def binary_chain(self, children: list) -> ex.Expr:
-        node: ex.Expr = children[0]
+        """`a + b * c`, read flat by the grammar, grouped by GAS precedence (left to right
+        within a level) with an operator stack."""
+        operands: list[ex.Expr] = [children[0]]
+        pending: list[Token] = []
         for i in range(1, len(children), 2):
-            operator, right = children[i], children[i + 1]
-            node = ex.Binary(node.text + operator + right.text, strip_space(operator),
-                             node, right)
-        return node
+            operator = children[i]
+            binding = _BINDING[operator.type]
+            while pending and _BINDING[pending[-1].type] >= binding:
+                _combine(operands, pending.pop())
+            pending.append(operator)
+            operands.append(children[i + 1])
+        while pending:
+            _combine(operands, pending.pop())
+        return operands[0]
 
     def expression(self, children: list[ex.Expr]) -> ex.Expr:
         return children[0]
@@ -406,28 +428,26 @@ class _ToNodes(Transformer):
         line, column = _position(name_token)
         return Label(_text(children), line, column, name=strip_space(name_token))
 
-    def tag(self, children: list[Token]) -> Tag:
-        token = children[0]
-        line, column = _position(token)
-        return Tag(str(token), line, column, name=strip_space(token).strip("[]: \t"))
+    # Tokens that are whole items, read as nodes when lark shifts them.
+    def TAG(self, token: Token) -> Tag:
+        return Tag(str(token), *_position(token), name=strip_space(token).strip("[]: \t"))
 
-    def stop(self, children: list[Token]) -> Stop:
-        return Stop(str(children[0]), *_position(children[0]))
+    def STOP(self, token: Token) -> Stop:
+        return Stop(str(token), *_position(token))
 
-    def separator(self, children: list[Token]) -> Separator:
-        return Separator(str(children[0]), *_position(children[0]))
+    def SEMI(self, token: Token) -> Separator:
+        return Separator(str(token), *_position(token))
 
-    def bundle_open(self, children: list[Token]) -> BundleOpen:
-        return BundleOpen(str(children[0]), *_position(children[0]))
+    def LBRACE(self, token: Token) -> BundleOpen:
+        return BundleOpen(str(token), *_position(token))
 
-    def bundle_close(self, children: list[Token]) -> BundleClose:
-        return BundleClose(str(children[0]), *_position(children[0]))
+    def RBRACE(self, token: Token) -> BundleClose:
+        return BundleClose(str(token), *_position(token))
 
-    def comment(self, children: list[Token]) -> Comment:
-        return Comment(str(children[0]), *_position(children[0]))
+    def COMMENT(self, token: Token) -> Comment:
+        return Comment(str(token), *_position(token))
 
-    def preprocessor(self, children: list[Token]) -> Preprocessor:
-        token = children[0]
+    def PP(self, token: Token) -> Preprocessor:
         body = strip_space(token)[1:].lstrip(" \t")
         directive = _PREPROCESSOR_DIRECTIVE.match(body).group(0)  # type: ignore[union-attr]
         return Preprocessor(str(token), *_position(token), directive=directive)
@@ -571,8 +591,9 @@ def decode_source(data: bytes, path: str) -> str:
 
 def parse(text: str, path: str = "<input>") -> Module:
     """Parse ia64 assembly text into a Module; RelgenError with a position on bad input."""
+    parser = _parser()  # outside the `try`: an error in the grammar is not one in `text`
     try:
-        lines = _parser().parse(text, start=_FILE_START)
+        lines = parser.parse(text, start=_FILE_START)
     except UnexpectedInput as error:
         raise _error_from_lark(error, text, path) from None
     return Module(lines, path)
