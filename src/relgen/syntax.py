@@ -533,7 +533,10 @@ def _describe_terminal(name: str) -> str:
     return _TERMINAL_WORDS.get(name, f"'{name.lower()}'")
 
 
-def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenError:
+def _error_from_lark(error: UnexpectedInput, text: str, path: str,
+                     in_statement: bool = True) -> RelgenError:
+    """A RelgenError at the place lark stopped. `in_statement` is False for an operand
+    read alone, where no advice about statements on one line applies."""
     line = error.line if isinstance(error.line, int) and error.line > 0 else 1
     column = error.column if isinstance(error.column, int) and error.column > 0 else 1
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
@@ -541,7 +544,7 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenErro
         line, column = _position(token)
         what = strip_space(token).split("\n")[0][:40] or token.type
         message = f"unexpected {what!r} here"
-        if token.type == "NAME":
+        if token.type == "NAME" and in_statement:
             message += " (two statements on one line need a ';' or ';;' between them)"
     elif isinstance(error, UnexpectedCharacters):
         octal = re.match(r"0[0-9]+", text[error.pos_in_stream:])
@@ -597,6 +600,46 @@ def parse(text: str, path: str = "<input>") -> Module:
     except UnexpectedInput as error:
         raise _error_from_lark(error, text, path) from None
     return Module(lines, path)
+
+
+# New syntax for a rewrite is made by parsing its text with the grammar, never by putting
+# strings into nodes by hand: the node is then what the file would hold, with its parts.
+
+
+def parse_expression(text: str, path: str = "<new text>") -> ex.Expr:
+    """One operand from its text, as the grammar reads it in an instruction.
+
+    `parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")` is a `Binary` of a `Symbol` and a
+    `Number`, ready for `Instruction.with_operands`. White space before the operand stays in
+    its `text`, as it would in a file; white space or anything else after it is an error.
+    RelgenError, positioned in `text` under `path`, when `text` is not one operand.
+    """
+    parser = _parser()
+    try:
+        return parser.parse(text, start=_EXPRESSION_START)
+    except UnexpectedInput as error:
+        raise _error_from_lark(error, text, path, in_statement=False) from None
+
+
+def parse_statement(text: str, path: str = "<new text>") -> Instruction | Directive | MacroCall:
+    """One statement (instruction, directive or kernel macro call) from its text.
+
+    `parse_statement("\tadds r2=KEXEC_MEMORY_STACK_SIZE - 16,in4")` is the `Instruction` a
+    file with that line would hold: its `raw` is `text`, its position line 1 of `text` (give
+    it its place in a module with `dataclasses.replace(item, line=..., column=...)`).
+    RelgenError when `text` is anything but one statement: no newline, no comment, no stop.
+    """
+    module = parse(text, path)
+    items = [item for _, item in module.items()]
+    if (len(module.lines) == 1 and module.lines[0].ending == "" and len(items) == 1
+            and isinstance(items[0], STATEMENT_TYPES)):
+        return items[0]  # type: ignore[return-value]
+    found = [item.kind for item in items]
+    if any(line.ending for line in module.lines):
+        found.append("a line ending")
+    message = (f"expected one statement and nothing else, found {', '.join(found)}" if found
+               else "expected one statement, found nothing")
+    raise RelgenError(message, path, 1, 1, _source_line(text, 1))
 
 
 def read_source(path: Path) -> str:
