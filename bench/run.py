@@ -11,7 +11,9 @@ machine, not to the code). Sections:
   (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
-      lark's parse and relgen's tree building.
+      lark's lexer, relgen's node building and lark's LALR parser;
+  (e) `relgen parse --check` of relocate_kernel.S as a whole process versus cpp + as of that
+      file, with the part of it that is start-up (interpreter, imports, grammar load).
 
 Every figure is the best of --repeat runs. Run it with `make bench` (or
 `.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR]`).
@@ -366,20 +368,67 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
     for key, (_, calls, own, cumulative, _) in by_own[:top]:
         share = 100 * own / total if total else 0.0
         print(f"    {calls:>9} {own:>7.3f} {share:>5.1f}% {cumulative:>7.3f}  {_where(key)}")
-    # where the time goes, by phase: lark's lexer + LALR parser, then relgen's tree builder
-    phases = {
-        "lark parse (lex + LALR)": ("lark.py", "parse"),
-        "relgen tree building (Transformer)": ("visitors.py", "transform"),
-    }
+    # where the time goes: lark's lexer, relgen's nodes (built during the parse, in the
+    # callbacks lark calls), and the rest, which is lark's LALR loop
+    lexer = max((value[3] for key, value in entries.items()
+                 if key[0].endswith("lexer.py") and key[2] == "next_token"), default=0.0)
+    nodes = sum(value[3] for key, value in entries.items()
+                if _in_package(key, "relgen") and any(_in_package(c, "lark") for c in value[4]))
     print("    by phase (cumulative):")
-    for label, (file_end, function) in phases.items():
-        cumulative = max(
-            (value[3] for key, value in entries.items()
-             if key[0].endswith(file_end) and key[2] == function),
-            default=0.0,
-        )
-        share = 100 * cumulative / total if total else 0.0
-        print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
+    for label, seconds in (("lark lexer (contextual, regex scanners)", lexer),
+                           ("relgen nodes (_ToNodes, called by lark)", nodes),
+                           ("lark LALR parser (the rest)", total - lexer - nodes)):
+        share = 100 * seconds / total if total else 0.0
+        print(f"      {label:<40} {seconds:>7.3f} s {share:>5.1f}%")
+
+
+def _in_package(key: tuple[str, int, str], package: str) -> bool:
+    """Whether the profile entry `key` is a function of `package` (relgen, lark)."""
+    return package in Path(key[0]).parts
+
+
+# ---------------------------------------------------------------------------- (e) parse --check
+
+# What `relgen parse` costs before it reads a byte: the interpreter, the imports of its code
+# path and the grammar (from lark's cache file).
+_PARSE_START_UP = "import relgen.cli, relgen.syntax as syntax; syntax.parse('')"
+
+
+def report_parse_check(tree: KernelTree, repeat: int) -> None:
+    source = tree.root / RELOCATE_KERNEL
+    check = [str(RELGEN), "parse", "--check", str(source)]
+    start_up = [sys.executable, "-c", _PARSE_START_UP]
+    statuses: set[int] = set()
+    # as on a user's machine, Python may keep the compiled modules (__pycache__, ignored by
+    # git): without them every run compiles syntax.py and cli.py again
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def run(command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, check=False, env=env)
+        statuses.add(result.returncode)
+
+    run(check)  # warm-up: lark's cache file, the compiled modules and the page cache
+    mine = best_of(repeat, lambda: run(check))
+    floor = best_of(repeat, lambda: run(start_up))
+    with tempfile.TemporaryDirectory(prefix="relgen-bench-") as folder:
+        # a fresh workdir per run, as relgen's own assembling has
+        workdirs = (Path(folder) / f"t{n}" for n in itertools.count())
+        toolchain_one(source, tree, next(workdirs))
+        theirs = best_of(repeat, lambda: toolchain_one(source, tree, next(workdirs)))
+    print()
+    print(f"(e) relgen parse --check as a whole process vs cpp + as, {RELOCATE_KERNEL}")
+    print("    relgen:    `relgen parse --check FILE`, a subprocess (interpreter start, imports,")
+    print("               grammar from lark's cache, parse, round-trip check), with Python's")
+    print("               compiled modules kept as usual (PYTHONDONTWRITEBYTECODE unset)")
+    print("    toolchain: cpp + ia64-linux-gnu-as -x of the same file")
+    if statuses != {0}:
+        print(f"    relgen parse --check FAILED (exit {sorted(statuses)}); its time is not "
+              "meaningful")
+    print(f"    {'':<40} {'s':>7} {'/toolchain':>11}")
+    for label, seconds in (("relgen parse --check", mine),
+                           ("  of which start-up (python -c, no parse)", floor),
+                           ("cpp + as", theirs)):
+        print(f"    {label:<40} {seconds:>7.3f} {ratio(seconds, theirs):>11}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -408,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_rewrite(tree, args.repeat)
     report_startup(args.repeat)
     report_profile(tree)
+    report_parse_check(tree, args.repeat)
     return 0
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -329,3 +332,21 @@ def test_positions_count_only_newlines() -> None:
     assert caught.value.source_line == "\f\f\fmov r8=r0+"
     module = syntax.parse("\tnop 0\r\n\f\tnop 1\n\tnop 2\n")
     assert [line.number for line in module.lines] == [1, 2, 3]
+
+
+def test_the_grammar_from_lark_s_cache_still_builds_relgen_s_nodes(tmp_path: Path) -> None:
+    # lark's cache keeps the parse tables, not the transformer: a process that loads the
+    # grammar from the cache file must build the same nodes as the one that wrote it
+    show = ("import relgen.syntax as s; item = s.parse('\\t(p6) add r2=r3+1,r4\\n')"
+            ".lines[0].items[0]; print(type(item).__name__, repr(item))")
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # lark keeps its cache in the temp folder
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", show], env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    cold = run()
+    assert len(list(tmp_path.glob(".lark_cache_*.tmp"))) == 1
+    warm = run()
+    assert cold.startswith("Instruction Instruction(raw='\\t(p6) add r2=r3+1,r4'")
+    assert warm == cold
