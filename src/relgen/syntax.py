@@ -291,9 +291,11 @@ def _position(token: Token) -> tuple[int, int]:
     return line, token.column + len(prefix)
 
 
-def _line_number(items: Sequence[Item], ending: Token) -> int:
-    """Where a line starts: where its first token starts, white space included."""
+def _line_number(items: Sequence[Item], ending: Token | None) -> int:
+    """Where a line starts: where its first token starts, white space included. That is
+    its first item's, or, on a line without items, its ending's."""
     if not items:
+        assert ending is not None, "a line holds an item or ends in a token"
         return ending.line
     first = items[0]
     if first.raw.lstrip(_BLANK)[:1] != "\\":
@@ -354,8 +356,9 @@ def _combine(operands: list[ex.Expr], operator: Token) -> None:
 class _ToNodes(Transformer):
     """Builds relgen nodes during the LALR parse (lark's `transformer=`): no lark tree.
 
-    lark calls the method named after each rule (or its alias) with the rule's children:
-    tokens, which stay raw, and the nodes already built below. Item positions come from
+    lark calls the method named after a rule (or its alias) with the rule's children:
+    tokens, which stay raw, and the nodes already built below; and the method named after a
+    terminal (upper case) with each token of it as it is read. Item positions come from
     their first token. The methods take the children list as lark passes it, not through
     `v_args`, which would add two function calls to every node.
     """
@@ -486,11 +489,11 @@ class _ToNodes(Transformer):
         return Line(tuple(children), str(ending), _line_number(children, ending))
 
     def last_line(self, children: list) -> Line:
-        last = children[-1]
-        if isinstance(last, Token) and last.type == "EOF_SPACE":
-            children.pop()
-            return Line(tuple(children), str(last), _line_number(children, last))
-        return Line(tuple(children), "", _line_number(children, last))
+        # no newline: the line ends in white space (the one token among nodes) or nothing
+        if isinstance(children[-1], Token):
+            space = children.pop()
+            return Line(tuple(children), str(space), _line_number(children, space))
+        return Line(tuple(children), "", _line_number(children, None))
 
     def start(self, children: list[Line]) -> tuple[Line, ...]:
         return tuple(children)
@@ -504,8 +507,9 @@ def _parser() -> Lark:
         lexer="contextual",
         start=[_FILE_START, _EXPRESSION_START],
         # The nodes are built during the parse: lark makes no tree for `_ToNodes` to walk
-        # again (bench/run.py measures the difference). lark's cache holds the tables, not
-        # the transformer, which is given again when the cache is loaded.
+        # again; with the grammar's few reductions that halved the corpus parse time
+        # (bench/run.py, section a). lark's cache holds the tables, not the transformer,
+        # which is given again when the cache is loaded.
         transformer=_ToNodes(),
         # Positions come from the tokens, which lark always keeps.
         propagate_positions=False,
