@@ -278,6 +278,27 @@ def test_bad_input_position(text: str, line: int, column: int, words: str) -> No
     assert rendered[2].index("^") == column - 1
 
 
+# Whole messages: what the parser expected comes from the grammar's shape (which rules, where
+# they reduce), so a change of the grammar that changes what users read shows here.
+WHOLE_MESSAGES = [
+    ("\tmov r2=\n", "bad.S:1:9: error: unexpected 'NEWLINE' here; expected an @keyword, '!', "
+     "a macro call, '.', a dotted name, '['"),
+    ("\tld8 r2=[r3\n", "bad.S:1:12: error: unexpected 'NEWLINE' here; expected ']'"),
+    ("\tmov r2=r3 $\n", "bad.S:1:12: error: unexpected '$' here (two statements on one line "
+     "need a ';' or ';;' between them); expected 'amp', 'caret', 'cmp', ',', a comment, white "
+     "space at the end of the file"),
+    ("\tmov r8=r0+", "bad.S:1:12: error: unexpected end of file; expected an @keyword, '!', a "
+     "macro call, '.', a dotted name, '['"),
+]
+
+
+@pytest.mark.parametrize(("text", "first_line"), WHOLE_MESSAGES)
+def test_whole_error_messages(text: str, first_line: str) -> None:
+    with pytest.raises(RelgenError) as caught:
+        syntax.parse(text, "bad.S")
+    assert caught.value.render().splitlines()[0] == first_line
+
+
 def test_cli_bad_input_exit_status_and_message(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.S"
