@@ -4,7 +4,8 @@ This is the only module that knows lark. The tree is a `Module` of physical `Lin
 holds `Item`s (labels, instructions, directives, comments, ...) and its ending. Every item
 keeps `raw`, its exact bytes including the white space before it, so
 `unparse(parse(text)) == text` always holds, and an edit that replaces one item leaves every
-other byte as it was.
+other byte as it was. New syntax for an edit comes from text too: `parse_statement()` and
+`parse_expression()` read it with the same grammar.
 
 Comment ownership (what a comment moves with when code is moved):
 - a comment on a line that also holds a statement *trails* that line and belongs to it;
