@@ -269,6 +269,12 @@ print(json.dumps({"lark": with_lark - start, "relgen": imported - with_lark,
 """
 
 
+def user_environment() -> dict[str, str]:
+    """This environment, but Python may keep compiled modules (__pycache__, ignored by git)
+    as on a user's machine: without them every fresh interpreter compiles relgen again."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def interpreter_seconds() -> float:
     """Wall time of a fresh interpreter doing nothing: the floor of any `relgen` command."""
     start = time.perf_counter()
@@ -279,7 +285,7 @@ def interpreter_seconds() -> float:
 def startup_run(tmpdir: str) -> dict[str, float]:
     # lark's cache=True keeps the compiled grammar in tempfile.gettempdir(), which follows
     # TMPDIR: a private TMPDIR gives a cold or warm cache without touching the shared one
-    env = dict(os.environ, TMPDIR=tmpdir)
+    env = dict(user_environment(), TMPDIR=tmpdir)
     result = subprocess.run([sys.executable, "-c", _STARTUP], check=True, env=env,
                             capture_output=True, text=True)
     return json.loads(result.stdout)
@@ -288,7 +294,7 @@ def startup_run(tmpdir: str) -> dict[str, float]:
 def heaviest_imports(count: int = 3) -> list[tuple[int, str]]:
     """The modules with the most own import time in `import relgen.syntax` (-X importtime)."""
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import relgen.syntax"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=user_environment())
     rows: list[tuple[int, str]] = []
     for line in result.stderr.splitlines():
         # "import time:   self [us] | cumulative | imported package"
@@ -399,9 +405,7 @@ def report_parse_check(tree: KernelTree, repeat: int) -> None:
     check = [str(RELGEN), "parse", "--check", str(source)]
     start_up = [sys.executable, "-c", _PARSE_START_UP]
     statuses: set[int] = set()
-    # as on a user's machine, Python may keep the compiled modules (__pycache__, ignored by
-    # git): without them every run compiles syntax.py and cli.py again
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = user_environment()
 
     def run(command: list[str]) -> None:
         result = subprocess.run(command, capture_output=True, check=False, env=env)
