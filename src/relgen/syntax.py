@@ -410,6 +410,8 @@ class _ToNodes(Transformer):
     def binary_chain(self, children: list) -> ex.Expr:
         """`a + b * c`, read flat by the grammar, grouped by GAS precedence (left to right
         within a level) with an operator stack."""
+        if len(children) == 1:  # an aliased `?` rule is called for a lone operand too
+            return children[0]
         operands: list[ex.Expr] = [children[0]]
         pending: list[Token] = []
         for i in range(1, len(children), 2):
