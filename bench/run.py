@@ -11,11 +11,13 @@ machine, not to the code). Sections:
   (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
-      lark's parse and relgen's tree building;
-  (e) growth: relocate_kernel.S repeated 1, 10 and 100 times, parsed and run through the
+      lark's lexer, relgen's node building and lark's LALR parser;
+  (e) `relgen parse --check` of relocate_kernel.S as a whole process versus cpp + as of that
+      file, with the part of it that is start-up (interpreter, imports, grammar load);
+  (f) growth: relocate_kernel.S repeated 1, 10 and 100 times, parsed and run through the
       rewrite passes in this process, each time as a ratio to the single copy's time per copy
-      (1.00 for every row means the work grows linearly with the input).
-  (f) the interpreter of the execution checks: slots per second, time and slots per run, and
+      (1.00 for every row means the work grows linearly with the input);
+  (g) the interpreter of the execution checks: slots per second, time and slots per run, and
       what the execution checks add to `verify` (all images) and to `rewrite` (fewer).
 
 Every figure is the best of --repeat runs. Run it with `make bench` (or
@@ -272,6 +274,12 @@ print(json.dumps({"lark": with_lark - start, "relgen": imported - with_lark,
 """
 
 
+def user_environment() -> dict[str, str]:
+    """This environment, but Python may keep compiled modules (__pycache__, ignored by git)
+    as on a user's machine: without them every fresh interpreter compiles relgen again."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def interpreter_seconds() -> float:
     """Wall time of a fresh interpreter doing nothing: the floor of any `relgen` command."""
     start = time.perf_counter()
@@ -282,7 +290,7 @@ def interpreter_seconds() -> float:
 def startup_run(tmpdir: str) -> dict[str, float]:
     # lark's cache=True keeps the compiled grammar in tempfile.gettempdir(), which follows
     # TMPDIR: a private TMPDIR gives a cold or warm cache without touching the shared one
-    env = dict(os.environ, TMPDIR=tmpdir)
+    env = dict(user_environment(), TMPDIR=tmpdir)
     result = subprocess.run([sys.executable, "-c", _STARTUP], check=True, env=env,
                             capture_output=True, text=True)
     return json.loads(result.stdout)
@@ -291,7 +299,7 @@ def startup_run(tmpdir: str) -> dict[str, float]:
 def heaviest_imports(count: int = 3) -> list[tuple[int, str]]:
     """The modules with the most own import time in `import relgen.syntax` (-X importtime)."""
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import relgen.syntax"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=user_environment())
     rows: list[tuple[int, str]] = []
     for line in result.stderr.splitlines():
         # "import time:   self [us] | cumulative | imported package"
@@ -371,23 +379,68 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
     for key, (_, calls, own, cumulative, _) in by_own[:top]:
         share = 100 * own / total if total else 0.0
         print(f"    {calls:>9} {own:>7.3f} {share:>5.1f}% {cumulative:>7.3f}  {_where(key)}")
-    # where the time goes, by phase: lark's lexer + LALR parser, then relgen's tree builder
-    phases = {
-        "lark parse (lex + LALR)": ("lark.py", "parse"),
-        "relgen tree building (Transformer)": ("visitors.py", "transform"),
-    }
+    # where the time goes: lark's lexer, relgen's nodes (built during the parse, in the
+    # callbacks lark calls), and the rest, which is lark's LALR loop
+    lexer = max((value[3] for key, value in entries.items()
+                 if key[0].endswith("lexer.py") and key[2] == "next_token"), default=0.0)
+    nodes = sum(value[3] for key, value in entries.items()
+                if _in_package(key, "relgen") and any(_in_package(c, "lark") for c in value[4]))
     print("    by phase (cumulative):")
-    for label, (file_end, function) in phases.items():
-        cumulative = max(
-            (value[3] for key, value in entries.items()
-             if key[0].endswith(file_end) and key[2] == function),
-            default=0.0,
-        )
-        share = 100 * cumulative / total if total else 0.0
-        print(f"      {label:<40} {cumulative:>7.3f} s {share:>5.1f}%")
+    for label, seconds in (("lark lexer (contextual, regex scanners)", lexer),
+                           ("relgen nodes (_ToNodes, called by lark)", nodes),
+                           ("lark LALR parser (the rest)", total - lexer - nodes)):
+        share = 100 * seconds / total if total else 0.0
+        print(f"      {label:<40} {seconds:>7.3f} s {share:>5.1f}%")
 
 
-# ---------------------------------------------------------------------------- (e) growth
+def _in_package(key: tuple[str, int, str], package: str) -> bool:
+    """Whether the profile entry `key` is a function of `package` (relgen, lark)."""
+    return package in Path(key[0]).parts
+
+
+# ---------------------------------------------------------------------------- (e) parse --check
+
+# What `relgen parse` costs before it reads a byte: the interpreter, the imports of its code
+# path and the grammar (from lark's cache file).
+_PARSE_START_UP = "import relgen.cli, relgen.syntax as syntax; syntax.parse('')"
+
+
+def report_parse_check(tree: KernelTree, repeat: int) -> None:
+    source = tree.root / RELOCATE_KERNEL
+    check = [str(RELGEN), "parse", "--check", str(source)]
+    start_up = [sys.executable, "-c", _PARSE_START_UP]
+    statuses: set[int] = set()
+    env = user_environment()
+
+    def run(command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, check=False, env=env)
+        statuses.add(result.returncode)
+
+    run(check)  # warm-up: lark's cache file, the compiled modules and the page cache
+    mine = best_of(repeat, lambda: run(check))
+    floor = best_of(repeat, lambda: run(start_up))
+    with tempfile.TemporaryDirectory(prefix="relgen-bench-") as folder:
+        # a fresh workdir per run, as relgen's own assembling has
+        workdirs = (Path(folder) / f"t{n}" for n in itertools.count())
+        toolchain_one(source, tree, next(workdirs))
+        theirs = best_of(repeat, lambda: toolchain_one(source, tree, next(workdirs)))
+    print()
+    print(f"(e) relgen parse --check as a whole process vs cpp + as, {RELOCATE_KERNEL}")
+    print("    relgen:    `relgen parse --check FILE`, a subprocess (interpreter start, imports,")
+    print("               grammar from lark's cache, parse, round-trip check), with Python's")
+    print("               compiled modules kept as usual (PYTHONDONTWRITEBYTECODE unset)")
+    print("    toolchain: cpp + ia64-linux-gnu-as -x of the same file")
+    if statuses != {0}:
+        print(f"    relgen parse --check FAILED (exit {sorted(statuses)}); its time is not "
+              "meaningful")
+    print(f"    {'':<40} {'s':>7} {'/toolchain':>11}")
+    for label, seconds in (("relgen parse --check", mine),
+                           ("  of which start-up (python -c, no parse)", floor),
+                           ("cpp + as", theirs)):
+        print(f"    {label:<40} {seconds:>7.3f} {ratio(seconds, theirs):>11}")
+
+
+# ---------------------------------------------------------------------------- (f) growth
 
 GROWTH_COPIES = (1, 10, 100)
 
@@ -406,7 +459,7 @@ def rewrite_passes(module: object) -> None:
 def report_growth(tree: KernelTree, repeat: int) -> None:
     text = read_source(tree.root / RELOCATE_KERNEL)
     print()
-    print(f"(e) growth with the input: {RELOCATE_KERNEL} repeated, parse + rewrite passes")
+    print(f"(f) growth with the input: {RELOCATE_KERNEL} repeated, parse + rewrite passes")
     print("    ratio: seconds per copy against the single copy's (1.00 = linear)")
     print(f"    {'copies':>6} {'bytes':>9} {'parse s':>9} {'ratio':>6} {'rewrite s':>10} "
           f"{'ratio':>6}")
@@ -423,7 +476,7 @@ def report_growth(tree: KernelTree, repeat: int) -> None:
               f"{ratio(rewrite_s / copies, base[1]):>6}")
 
 
-# ---------------------------------------------------------------------------- (f) execution
+# ---------------------------------------------------------------------------- (g) execution
 
 
 def report_execution(tree: KernelTree, repeat: int) -> None:
@@ -437,7 +490,7 @@ def report_execution(tree: KernelTree, repeat: int) -> None:
         made = subprocess.run([str(RELGEN), "rewrite", str(source), "--kernel-tree",
                                str(tree.root), "-o", str(out)], capture_output=True, check=False)
         if made.returncode != 0:
-            print("(f) skipped: relgen rewrite failed")
+            print("(g) skipped: relgen rewrite failed")
             return
         inputs = load_inputs(out, tree, original=source, entry="relocate_new_kernel")
         (twin,), _ = assemble_twins(inputs, Path(folder) / "twins", (16384,))
@@ -455,7 +508,7 @@ def report_execution(tree: KernelTree, repeat: int) -> None:
     runs = 2 * FULL.images
     summary = full.checks[0][2][0]
     rate = summary.split("(")[-1].split(" slots/s")[0]
-    print("(f) execution checks: both control pages run by relgen's interpreter, in process")
+    print("(g) execution checks: both control pages run by relgen's interpreter, in process")
     print(f"    verify's plan:  {FULL.images} images of {FULL.pages} pages (16 KiB), 2 versions; "
           f"rewrite's: {QUICK.images} image of {QUICK.pages} pages")
     print(f"    slots run:      {full.slots} ({full.slots // runs} per run), {rate} slots/s "
@@ -495,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_rewrite(tree, args.repeat)
     report_startup(args.repeat)
     report_profile(tree)
+    report_parse_check(tree, args.repeat)
     report_growth(tree, args.repeat)
     report_execution(tree, args.repeat)
     return 0

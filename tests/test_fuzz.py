@@ -8,7 +8,8 @@ decode_source, so non-UTF-8 and NUL are covered) and random unicode text.
 
 For every input exactly two outcomes are allowed:
 - a clean parse that gives the text back (`unparse(parse(t)) == t`, also after
-  `identity_pass`), with every item positioned inside the text; or
+  `identity_pass`), made of relgen's nodes only, with every line numbered by the newlines
+  before it and every item positioned inside the text; or
 - a RelgenError with a 1-based line and column inside the input, the offending line shown
   under it, and `render()` starting with `path:line:col: error:`.
 Any other exception is a parser defect and fails the test, with hypothesis' minimal input.
@@ -38,6 +39,7 @@ from conftest import FIXTURES, upstream_corpus
 from relgen.cli import main
 from relgen.errors import RelgenError
 from relgen.syntax import Module, decode_source, identity_pass, parse, unparse
+from test_syntax import assert_nodes_only
 
 TOTAL_EXAMPLES = int(os.environ.get("RELGEN_FUZZ_EXAMPLES", "400"))
 RANDOM = os.environ.get("RELGEN_FUZZ_RANDOM") == "1"
@@ -88,6 +90,7 @@ def check_text(text: str, path: str = PATH) -> Module | None:
         return None
     assert unparse(module) == text
     assert unparse(identity_pass(module)) == text
+    assert_nodes_only(module, text)
     lines = _lines(text)
     for _, item in module.items():
         assert 1 <= item.line <= len(lines), (item, len(lines))
@@ -124,7 +127,7 @@ def check_error(
     assert 1 <= error.column <= len(line) + 1, (error.render(), line)
     rendered = error.render()
     assert rendered.startswith(f"{path}:{error.line}:{error.column}: error: "), rendered
-    if compare_source_line and error.source_line is not None:
+    if compare_source_line:
         # the caret goes under this line, so it must be the one the position names
         assert isinstance(line, str)
         assert error.source_line == line.removesuffix("\r"), (rendered, line)

@@ -146,9 +146,6 @@ class LinearForm:
     terms: Mapping[str, int]
     constant: int
 
-    def symbols(self) -> frozenset[str]:
-        return frozenset(self.terms)
-
     def __add__(self, other: LinearForm) -> LinearForm:
         terms = dict(self.terms)
         for name, coefficient in other.terms.items():

@@ -4,7 +4,8 @@ This is the only module that knows lark. The tree is a `Module` of physical `Lin
 holds `Item`s (labels, instructions, directives, comments, ...) and its ending. Every item
 keeps `raw`, its exact bytes including the white space before it, so
 `unparse(parse(text)) == text` always holds, and an edit that replaces one item leaves every
-other byte as it was.
+other byte as it was. New syntax for an edit comes from text too: `parse_statement()` and
+`parse_expression()` read it with the same grammar.
 
 Comment ownership (what a comment moves with when code is moved):
 - a comment on a line that also holds a statement *trails* that line and belongs to it;
@@ -28,11 +29,9 @@ from lark import (
     Lark,
     Token,
     Transformer,
-    Tree,
     UnexpectedCharacters,
     UnexpectedInput,
     UnexpectedToken,
-    v_args,
 )
 from lark.exceptions import UnexpectedEOF
 
@@ -40,6 +39,7 @@ from . import expr as ex
 from .errors import RelgenError
 from .resources import data_dir
 
+# Horizontal white space; with `\` continuations it makes the space before a token.
 _BLANK = " \t\f\v"
 _LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
 
@@ -58,6 +58,9 @@ AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
 
 def strip_space(raw: str) -> str:
     """`raw` without the white space (and `\\` continuations) in front of it."""
+    text = raw.lstrip(_BLANK)
+    if text[:1] != "\\":
+        return text
     return raw[_LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
 
 
@@ -76,10 +79,6 @@ class Item:
     @property
     def text(self) -> str:
         return strip_space(self.raw)
-
-    @property
-    def statement_kind(self) -> str:
-        return self.kind
 
 
 @dataclass(frozen=True)
@@ -127,10 +126,6 @@ class BundleClose(Item):
 @dataclass(frozen=True)
 class Comment(Item):
     kind: ClassVar[str] = "comment"
-
-    @property
-    def is_block(self) -> bool:
-        return self.text.startswith("/*")
 
 
 @dataclass(frozen=True)
@@ -281,57 +276,39 @@ def owner_of_comment_line(module: Module, index: int) -> int | None:
 
 # ---------------------------------------------------------------------------- parsing
 
-
-@cache
-def _parser() -> Lark:
-    return Lark.open(
-        str(data_dir("grammars") / "ia64.lark"),
-        parser="lalr",
-        lexer="contextual",
-        # Positions come from the tokens, which lark always keeps; propagating them to
-        # every tree node cost about 30% of the parse time (bench/run.py).
-        propagate_positions=False,
-        maybe_placeholders=False,
-        cache=True,
-        # Tree-less: the nodes are built as the parser reduces, so no lark tree of the whole
-        # file is ever held (a 15 MB input took 2.9 GB with one).
-        transformer=_ToNodes(),
-    )
+# The grammar's entry points: a whole file, and one operand alone (`parse_expression`).
+_FILE_START = "start"
+_EXPRESSION_START = "expression"
 
 
 def _position(token: Token) -> tuple[int, int]:
     """Line and column of the first non-space character of a token."""
+    rest = token.lstrip(_BLANK)
+    if rest[:1] != "\\":  # no `\` continuation in the white space, so no newline either
+        return token.line, token.column + len(token) - len(rest)
     prefix = _LEADING_SPACE.match(token).group(0)  # type: ignore[union-attr]
-    line = (token.line or 1) + prefix.count("\n")
+    line = token.line + prefix.count("\n")
     if "\n" in prefix:
-        column = len(prefix) - prefix.rfind("\n")
-    else:
-        column = (token.column or 1) + len(prefix)
-    return line, column
+        return line, len(prefix) - prefix.rfind("\n")
+    return line, token.column + len(prefix)
 
 
-def _raw(children: Sequence[object]) -> str:
-    parts: list[str] = []
-    for child in children:
-        if isinstance(child, Token):
-            parts.append(str(child))
-        elif isinstance(child, ex.Expr):
-            parts.append(child.text)
-        elif isinstance(child, Item):
-            parts.append(child.raw)
-    return "".join(parts)
+def _line_number(items: Sequence[Item], ending: Token | None) -> int:
+    """Where a line starts: where its first token starts, white space included. That is
+    its first item's, or, on a line without items, its ending's."""
+    if not items:
+        assert ending is not None, "a line holds an item or ends in a token"
+        return ending.line
+    first = items[0]
+    if first.raw.lstrip(_BLANK)[:1] != "\\":
+        return first.line
+    # a `\` continuation before the first item: the item stands on a later physical line
+    return first.line - _LEADING_SPACE.match(first.raw).group(0).count("\n")  # type: ignore
 
 
-def _first_token(children: Sequence[object]) -> Token:
-    for child in children:
-        if isinstance(child, Token):
-            return child
-        if isinstance(child, Tree):
-            return next(child.scan_values(lambda v: isinstance(v, Token)))
-    raise AssertionError("node without tokens")
-
-
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+def _text(children: Sequence[Token | ex.Expr]) -> str:
+    """The exact text of tokens and expressions in a row."""
+    return "".join(child if isinstance(child, str) else child.text for child in children)
 
 
 def gas_integer(text: str) -> int:
@@ -360,8 +337,33 @@ def split_macro_args(text: str) -> tuple[str, ...]:
     return tuple(args)
 
 
+_PREPROCESSOR_DIRECTIVE = re.compile(r"[A-Za-z_]*")
+
+# How tightly each binary operator binds in GAS: && || loosest, then + - and comparisons,
+# then | & ^, then * / % << >>.
+_BINDING = {
+    "LOGIC": 1, "PLUS": 2, "MINUS": 2, "CMP": 2, "PIPE": 3, "AMP": 3, "CARET": 3,
+    "STAR": 4, "SLASH": 4, "PERCENT": 4, "SHL": 4, "SHR": 4,
+}
+
+
+def _combine(operands: list[ex.Expr], operator: Token) -> None:
+    """Replace the last two operands by their Binary under `operator`."""
+    right = operands.pop()
+    left = operands.pop()
+    operands.append(ex.Binary(left.text + operator + right.text, strip_space(operator),
+                              left, right))
+
+
 class _ToNodes(Transformer):
-    """lark tree -> relgen nodes. Tokens stay raw; positions come from first tokens."""
+    """Builds relgen nodes during the LALR parse (lark's `transformer=`): no lark tree.
+
+    lark calls the method named after a rule (or its alias) with the rule's children:
+    tokens, which stay raw, and the nodes already built below; and the method named after a
+    terminal (upper case) with each token of it as it is read. Item positions come from
+    their first token. The methods take the children list as lark passes it, not through
+    `v_args`, which would add two function calls to every node.
+    """
 
     # --- expressions
     def symbol(self, children: list[Token]) -> ex.Symbol:
@@ -372,140 +374,152 @@ class _ToNodes(Transformer):
         token = children[0]
         return ex.Number(str(token), gas_integer(strip_space(token)))
 
-    def local_ref(self, children: list[Token]) -> ex.LocalRef:
-        token = children[0]
+    # Tokens that are whole expressions, read as nodes when lark shifts them: lark calls
+    # the method named after the terminal.
+    def LOCALREF(self, token: Token) -> ex.LocalRef:
         text = strip_space(token)
         return ex.LocalRef(str(token), int(text[:-1]), text.endswith("f"))
 
-    def here(self, children: list[Token]) -> ex.Here:
-        return ex.Here(str(children[0]))
+    def DOT(self, token: Token) -> ex.Here:
+        return ex.Here(str(token))
 
-    def string(self, children: list[Token]) -> ex.StringLiteral:
-        token = children[0]
+    def STRING(self, token: Token) -> ex.StringLiteral:
         return ex.StringLiteral(str(token), strip_space(token)[1:-1])
 
-    def at_name(self, children: list[Token]) -> ex.AtName:
-        token = children[0]
+    def AT_NAME(self, token: Token) -> ex.AtName:
         return ex.AtName(str(token), strip_space(token))
 
     def paren(self, children: list) -> ex.Paren:
-        return ex.Paren(_raw(children), children[1])
+        return ex.Paren(_text(children), children[1])
 
     def memory(self, children: list) -> ex.Memory:
-        return ex.Memory(_raw(children), children[1])
+        return ex.Memory(_text(children), children[1])
 
     def index(self, children: list) -> ex.Index:
-        return ex.Index(_raw(children), children[0], children[2])
+        return ex.Index(_text(children), children[0], children[2])
 
     def call(self, children: list) -> ex.Call:
-        args = tuple(c for c in children[2:-1] if isinstance(c, ex.Expr))
-        return ex.Call(_raw(children), strip_space(children[0]), args)
+        # NAME ( arg , arg ... ): the arguments stand at every other place
+        return ex.Call(_text(children), strip_space(children[0]), tuple(children[2:-1:2]))
 
     def reloc(self, children: list) -> ex.Reloc:
-        return ex.Reloc(_raw(children), strip_space(children[0]), children[2])
+        return ex.Reloc(_text(children), strip_space(children[0]), children[2])
 
     def unary(self, children: list) -> ex.Unary:
-        return ex.Unary(_raw(children), strip_space(children[0]), children[1])
+        return ex.Unary(_text(children), strip_space(children[0]), children[1])
 
     def binary_chain(self, children: list) -> ex.Expr:
-        node: ex.Expr = children[0]
+        """`a + b * c`, read flat by the grammar, grouped by GAS precedence (left to right
+        within a level) with an operator stack."""
+        if len(children) == 1:  # an aliased `?` rule is called for a lone operand too
+            return children[0]
+        operands: list[ex.Expr] = [children[0]]
+        pending: list[Token] = []
         for i in range(1, len(children), 2):
-            operator, right = children[i], children[i + 1]
-            node = ex.Binary(node.text + str(operator) + right.text, strip_space(operator),
-                             node, right)
-        return node
+            operator = children[i]
+            binding = _BINDING[operator.type]
+            while pending and _BINDING[pending[-1].type] >= binding:
+                _combine(operands, pending.pop())
+            pending.append(operator)
+            operands.append(children[i + 1])
+        while pending:
+            _combine(operands, pending.pop())
+        return operands[0]
+
+    def expression(self, children: list[ex.Expr]) -> ex.Expr:
+        return children[0]
 
     # --- items
-    @v_args(tree=True)
-    def label(self, tree: Tree) -> Label:
-        name_token = tree.children[0]
+    def label(self, children: list[Token]) -> Label:
+        name_token = children[0]
         line, column = _position(name_token)
-        return Label(_raw(tree.children), line, column, name=strip_space(name_token))
+        return Label(_text(children), line, column, name=strip_space(name_token))
 
-    def _simple(self, cls: type[Item], children: list[Token], **fields: str) -> Item:
-        token = children[0]
-        line, column = _position(token)
-        return cls(str(token), line, column, **fields)
+    # Tokens that are whole items, read as nodes when lark shifts them.
+    def TAG(self, token: Token) -> Tag:
+        return Tag(str(token), *_position(token), name=strip_space(token).strip("[]: \t"))
 
-    def tag(self, children: list[Token]) -> Item:
-        name = strip_space(children[0]).strip("[]: \t")
-        return self._simple(Tag, children, name=name)
+    def STOP(self, token: Token) -> Stop:
+        return Stop(str(token), *_position(token))
 
-    def stop(self, children: list[Token]) -> Item:
-        return self._simple(Stop, children)
+    def SEMI(self, token: Token) -> Separator:
+        return Separator(str(token), *_position(token))
 
-    def separator(self, children: list[Token]) -> Item:
-        return self._simple(Separator, children)
+    def LBRACE(self, token: Token) -> BundleOpen:
+        return BundleOpen(str(token), *_position(token))
 
-    def bundle_open(self, children: list[Token]) -> Item:
-        return self._simple(BundleOpen, children)
+    def RBRACE(self, token: Token) -> BundleClose:
+        return BundleClose(str(token), *_position(token))
 
-    def bundle_close(self, children: list[Token]) -> Item:
-        return self._simple(BundleClose, children)
+    def COMMENT(self, token: Token) -> Comment:
+        return Comment(str(token), *_position(token))
 
-    def comment(self, children: list[Token]) -> Item:
-        return self._simple(Comment, children)
-
-    def preprocessor(self, children: list[Token]) -> Item:
-        body = strip_space(children[0])[1:].lstrip(" \t")
-        directive = re.match(r"[A-Za-z_]*", body).group(0)  # type: ignore[union-attr]
-        return self._simple(Preprocessor, children, directive=directive)
+    def PP(self, token: Token) -> Preprocessor:
+        body = strip_space(token)[1:].lstrip(" \t")
+        directive = _PREPROCESSOR_DIRECTIVE.match(body).group(0)  # type: ignore[union-attr]
+        return Preprocessor(str(token), *_position(token), directive=directive)
 
     def instruction(self, children: list) -> Instruction:
+        # [PREDICATE] NAME, then operands and their `,`/`=` separators taking turns
         first = children[0]
-        line, column = _position(first)
-        predicate = None
-        position = 0
-        if first.type == "PREDICATE":
-            predicate = strip_space(first)
-            position = 1
-        mnemonic_token = children[position]
-        head = _raw(children[: position + 1])
-        operands, separators = _split_operands(children[position + 1:])
-        destinations = separators.index("=") + 1 if "=" in separators else 0
+        head_length = 2 if first.type == "PREDICATE" else 1
+        separators = children[head_length + 1::2]
+        destinations = next(
+            (n + 1 for n, separator in enumerate(separators) if separator.type == "EQ"), 0
+        )
         return Instruction(
-            _raw(children), line, column, predicate=predicate,
-            mnemonic=strip_space(mnemonic_token), operands=operands,
-            separators=tuple(str(s) for s in children[position + 1:] if isinstance(s, Token)),
-            destinations=destinations, head=head,
+            _text(children), *_position(first),
+            predicate=strip_space(first) if head_length == 2 else None,
+            mnemonic=strip_space(children[head_length - 1]),
+            operands=tuple(children[head_length::2]),
+            separators=tuple(str(separator) for separator in separators),
+            destinations=destinations, head="".join(children[:head_length]),
         )
 
     def directive(self, children: list) -> Directive:
-        line, column = _position(children[0])
-        operands, _ = _split_operands(children[1:])
-        return Directive(_raw(children), line, column, name=strip_space(children[0]),
-                         operands=operands)
+        # DOTNAME, then operands and their separators taking turns
+        first = children[0]
+        return Directive(_text(children), *_position(first), name=strip_space(first),
+                         operands=tuple(children[1::2]))
 
     def macro_call(self, children: list[Token]) -> MacroCall:
-        line, column = _position(children[0])
-        return MacroCall(_raw(children), line, column, name=strip_space(children[0]),
-                         args=split_macro_args(str(children[1])))
+        name, args = children
+        return MacroCall(name + args, *_position(name), name=strip_space(name),
+                         args=split_macro_args(args))
 
     # --- lines
-    # Lines are numbered in `start`, by counting the newlines before each one.
     def line(self, children: list) -> Line:
-        *items, ending = children
-        return Line(tuple(items), str(ending), 0)
+        ending = children.pop()
+        return Line(tuple(children), str(ending), _line_number(children, ending))
 
     def last_line(self, children: list) -> Line:
-        ending = ""
-        if children and isinstance(children[-1], Token) and children[-1].type == "EOF_SPACE":
-            ending = str(children.pop())
-        return Line(tuple(children), ending, 0)
+        # no newline: the line ends in white space (the one token among nodes) or nothing
+        if isinstance(children[-1], Token):
+            space = children.pop()
+            return Line(tuple(children), str(space), _line_number(children, space))
+        return Line(tuple(children), "", _line_number(children, None))
 
     def start(self, children: list[Line]) -> tuple[Line, ...]:
-        numbered = []
-        number = 1
-        for line in children:
-            numbered.append(replace(line, number=number))
-            number += line.raw.count("\n")
-        return tuple(numbered)
+        return tuple(children)
 
 
-def _split_operands(children: Sequence[object]) -> tuple[tuple[ex.Expr, ...], list[str]]:
-    operands = tuple(c for c in children if isinstance(c, ex.Expr))
-    separators = [strip_space(c) for c in children if isinstance(c, Token)]
-    return operands, separators
+@cache
+def _parser() -> Lark:
+    return Lark.open(
+        str(data_dir("grammars") / "ia64.lark"),
+        parser="lalr",
+        lexer="contextual",
+        start=[_FILE_START, _EXPRESSION_START],
+        # The nodes are built during the parse: lark makes no tree for `_ToNodes` to walk
+        # again; with the grammar's few reductions that halved the corpus parse time
+        # (bench/run.py, section a). lark's cache holds the tables, not the transformer,
+        # which is given again when the cache is loaded.
+        transformer=_ToNodes(),
+        # Positions come from the tokens, which lark always keeps.
+        propagate_positions=False,
+        maybe_placeholders=False,
+        cache=True,
+    )
 
 
 # Human words for the grammar's terminals, used in error messages.
@@ -527,7 +541,10 @@ def _describe_terminal(name: str) -> str:
     return _TERMINAL_WORDS.get(name, f"'{name.lower()}'")
 
 
-def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenError:
+def _error_from_lark(error: UnexpectedInput, text: str, path: str,
+                     in_statement: bool = True) -> RelgenError:
+    """A RelgenError at the place lark stopped. `in_statement` is False for an operand
+    read alone, where no advice about statements on one line applies."""
     line = error.line if isinstance(error.line, int) and error.line > 0 else 1
     column = error.column if isinstance(error.column, int) and error.column > 0 else 1
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
@@ -535,7 +552,7 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str) -> RelgenErro
         line, column = _position(token)
         what = strip_space(token).split("\n")[0][:40] or token.type
         message = f"unexpected {what!r} here"
-        if token.type == "NAME":
+        if token.type == "NAME" and in_statement:
             message += " (two statements on one line need a ';' or ';;' between them)"
     elif isinstance(error, UnexpectedCharacters):
         octal = re.match(r"0[0-9]+", text[error.pos_in_stream:])
@@ -585,18 +602,59 @@ def decode_source(data: bytes, path: str) -> str:
 
 def parse(text: str, path: str = "<input>") -> Module:
     """Parse ia64 assembly text into a Module; RelgenError with a position on bad input."""
+    parser = _parser()  # outside the `try`: an error in the grammar is not one in `text`
     # The nodes hold no reference cycles: the cyclic garbage collector, which would scan every
     # node made so far again and again, has nothing to find while they are built.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        lines = _parser().parse(text)
+        lines = parser.parse(text, start=_FILE_START)
     except UnexpectedInput as error:
         raise _error_from_lark(error, text, path) from None
     finally:
         if collecting:
             gc.enable()
     return Module(lines, path)
+
+
+# New syntax for a rewrite is made by parsing its text with the grammar, never by putting
+# strings into nodes by hand: the node is then what the file would hold, with its parts.
+
+
+def parse_expression(text: str, path: str = "<new text>") -> ex.Expr:
+    """One operand from its text, as the grammar reads it in an instruction.
+
+    `parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")` is a `Binary` of a `Symbol` and a
+    `Number`, ready for `Instruction.with_operands`. White space before the operand stays in
+    its `text`, as it would in a file; white space or anything else after it is an error.
+    RelgenError, positioned in `text` under `path`, when `text` is not one operand.
+    """
+    parser = _parser()
+    try:
+        return parser.parse(text, start=_EXPRESSION_START)
+    except UnexpectedInput as error:
+        raise _error_from_lark(error, text, path, in_statement=False) from None
+
+
+def parse_statement(text: str, path: str = "<new text>") -> Instruction | Directive | MacroCall:
+    """One statement (instruction, directive or kernel macro call) from its text.
+
+    `parse_statement("\tadds r2=KEXEC_MEMORY_STACK_SIZE - 16,in4")` is the `Instruction` a
+    file with that line would hold: its `raw` is `text`, its position line 1 of `text` (give
+    it its place in a module with `dataclasses.replace(item, line=..., column=...)`).
+    RelgenError when `text` is anything but one statement: no newline, no comment, no stop.
+    """
+    module = parse(text, path)
+    items = [item for _, item in module.items()]
+    if (len(module.lines) == 1 and module.lines[0].ending == "" and len(items) == 1
+            and isinstance(items[0], STATEMENT_TYPES)):
+        return items[0]  # type: ignore[return-value]
+    found = [item.kind for item in items]
+    if any(line.ending for line in module.lines):
+        found.append("a line ending")
+    message = (f"expected one statement and nothing else, found {', '.join(found)}" if found
+               else "expected one statement, found nothing")
+    raise RelgenError(message, path, 1, 1, _source_line(text, 1))
 
 
 def read_source(path: Path) -> str:
@@ -613,10 +671,6 @@ def read_source(path: Path) -> str:
     except OSError as error:
         raise RelgenError(f"cannot read the file ({error.strerror})", shown) from None
     return decode_source(data, shown)
-
-
-def parse_file(path: Path) -> Module:
-    return parse(read_source(path), str(path))
 
 
 def unparse(module: Module) -> str:
