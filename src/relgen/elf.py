@@ -127,7 +127,7 @@ def relocation_name(number: int) -> str:
 
 
 @dataclass(frozen=True)
-class Symbol:
+class SymbolEntry:
     """A symbol table entry. `section` is the section's name, or UND/ABS/COMMON."""
 
     name: str
@@ -179,7 +179,7 @@ class ObjectFile:
     """What relgen needs of an assembled object."""
 
     path: Path
-    symbols: tuple[Symbol, ...]
+    symbols: tuple[SymbolEntry, ...]
     sections: tuple[Section, ...]
     relocations: tuple[Relocation, ...]
     _contents: Mapping[str, bytes] = field(repr=False, compare=False, hash=False)
@@ -201,7 +201,7 @@ class ObjectFile:
                 return section
         raise RelgenError(f"{self.path} has no section {name}")
 
-    def symbol(self, name: str) -> Symbol:
+    def symbol(self, name: str) -> SymbolEntry:
         """The defined symbol `name` (or the first of that name when there are several)."""
         found = [s for s in self.symbols if s.name == name]
         defined = [s for s in found if s.is_defined]
@@ -233,7 +233,7 @@ def load_object(path: Path) -> ObjectFile:
 def _read(path: Path, elf: ELFFile) -> ObjectFile:
     sections = tuple(elf.iter_sections())
     symbol_table = next((s for s in sections if isinstance(s, SymbolTableSection)), None)
-    symbols: list[Symbol] = []
+    symbols: list[SymbolEntry] = []
     if symbol_table is not None:
         # Entry 0 is the null symbol every symbol table opens with.
         for entry in list(symbol_table.iter_symbols())[1:]:
@@ -273,14 +273,14 @@ def _section_name(elf: ELFFile, index: int | str) -> str:
     return {"SHN_UNDEF": "UND", "SHN_ABS": "ABS", "SHN_COMMON": "COMMON"}.get(index, index)
 
 
-def _symbol(elf: ELFFile, entry: ElfSymbol) -> Symbol:
+def _symbol(elf: ELFFile, entry: ElfSymbol) -> SymbolEntry:
     info = entry["st_info"]
     section = _section_name(elf, entry["st_shndx"])
     kind = str(info["type"]).removeprefix("STT_")
     name = entry.name
     if kind == "SECTION" and not name:
         name = section
-    return Symbol(
+    return SymbolEntry(
         name=name,
         value=entry["st_value"],
         size=entry["st_size"],

@@ -228,7 +228,7 @@ def _words(value: int) -> str:
 _KEEP = "\u00a0"
 
 
-def _together(text: str) -> str:
+def _unbreakable(text: str) -> str:
     return text.replace(" ", _KEEP)
 
 
@@ -256,7 +256,7 @@ def _environment() -> jinja2.Environment:
     env.filters["hex"] = _hex
     env.filters["hexn"] = _hex_plain
     env.filters["words"] = _words
-    env.filters["together"] = _together
+    env.filters["together"] = _unbreakable
     env.filters["kib_list"] = _kib_list
     env.filters["and_list"] = _and_list
     env.filters["c_comment"] = _c_comment

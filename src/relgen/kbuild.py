@@ -207,7 +207,7 @@ def assemble(
     object_path = workdir / f"{stem}.o"
 
     source_argument = _tree_relative(source_path, tree)
-    places = _Places(source_argument, source_path, tree, build_dir)
+    places = _ReportedFiles(source_argument, source_path, tree, build_dir)
 
     extra_dir = build_dir / "extra-include"
     # A header left from an earlier call in this workdir must not be found by this one.
@@ -258,7 +258,7 @@ def header_macros(header: str, workdir: Path, cpp_flags: Sequence[str] = ()) -> 
     result = _run([cpp, "-undef", "-dM", "-D__ASSEMBLY__", *cpp_flags, path.name], workdir)
     if result.returncode != 0:
         raise _diagnostic_error("cpp", result.stderr, _CPP_DIAGNOSTIC,
-                                _Places(path.name, path, KernelTree(workdir), workdir))
+                                _ReportedFiles(path.name, path, KernelTree(workdir), workdir))
     return dict(_MACRO_DEFINITION.findall(result.stdout))
 
 
@@ -373,7 +373,7 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @dataclass(frozen=True)
-class _Places:
+class _ReportedFiles:
     """Turns a file name as a tool printed it into one for the user and one to read lines from."""
 
     source_argument: str
@@ -407,7 +407,7 @@ def _source_line(path: Path | None, line: int) -> str | None:
 
 
 def _diagnostic_error(
-    tool: str, output: str, pattern: re.Pattern[str], places: _Places
+    tool: str, output: str, pattern: re.Pattern[str], places: _ReportedFiles
 ) -> RelgenError:
     """A RelgenError at the first error the tool reported, carrying all of its output."""
     lines = [line for line in output.splitlines() if line.strip()]
@@ -445,7 +445,7 @@ def _diagnostic_error(
     )
 
 
-def _relocated(line: str, pattern: re.Pattern[str], places: _Places) -> str:
+def _relocated(line: str, pattern: re.Pattern[str], places: _ReportedFiles) -> str:
     """A diagnostic line with its file named the way the user knows it."""
     match = pattern.match(line)
     if match is None:
@@ -454,7 +454,7 @@ def _relocated(line: str, pattern: re.Pattern[str], places: _Places) -> str:
     return shown + line[match.end("file") :]
 
 
-def _warnings(output: str, places: _Places) -> tuple[str, ...]:
+def _warnings(output: str, places: _ReportedFiles) -> tuple[str, ...]:
     found = []
     for line in output.splitlines():
         match = _AS_DIAGNOSTIC.match(line)
@@ -477,7 +477,7 @@ def disassemble(object_path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class Instruction:
+class DecodedSlot:
     """One instruction slot of a bundle, as objdump shows it."""
 
     section: str
@@ -508,14 +508,14 @@ class Instruction:
         return _BRANCH_TARGET.sub(r"\1", self.text)
 
 
-def disassemble_instructions(object_path: Path) -> list[Instruction]:
+def disassemble_instructions(object_path: Path) -> list[DecodedSlot]:
     """Every instruction slot of the object's executable sections, in address order."""
     return parse_disassembly(disassemble(object_path))
 
 
-def parse_disassembly(text: str) -> list[Instruction]:
+def parse_disassembly(text: str) -> list[DecodedSlot]:
     """The instructions of `objdump -d` text (see disassemble_instructions)."""
-    instructions: list[Instruction] = []
+    instructions: list[DecodedSlot] = []
     section = ""
     symbol, symbol_address = "", 0
     template, bundle, slot = "", 0, 0
@@ -540,7 +540,7 @@ def parse_disassembly(text: str) -> list[Instruction]:
         stop = body.endswith(";;")
         body = body.removesuffix(";;").strip()
         instructions.append(
-            Instruction(
+            DecodedSlot(
                 section=section,
                 symbol=symbol,
                 symbol_offset=bundle - symbol_address,

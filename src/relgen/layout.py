@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from relgen.elf import ObjectFile, Symbol, load_object
+from relgen.elf import ObjectFile, SymbolEntry, load_object
 from relgen.errors import RelgenError
 
 SymbolKind = Literal["code", "data"]
@@ -125,7 +125,7 @@ def build_map(
         and s.name
         and start <= s.value < end
     ]
-    by_offset: dict[int, list[Symbol]] = {}
+    by_offset: dict[int, list[SymbolEntry]] = {}
     for symbol in inside:
         by_offset.setdefault(symbol.value - start, []).append(symbol)
     offsets = sorted(by_offset)
@@ -143,7 +143,7 @@ def build_map(
     )
 
 
-def _region_label(obj: ObjectFile, name: str, role: str) -> Symbol:
+def _region_label(obj: ObjectFile, name: str, role: str) -> SymbolEntry:
     defined = [s for s in obj.symbols if s.name == name and s.is_defined]
     if not defined:
         raise RelgenError(f"the {role} {name} is not defined in the object", str(obj.path))
@@ -151,11 +151,11 @@ def _region_label(obj: ObjectFile, name: str, role: str) -> Symbol:
 
 
 def _pieces_at(
-    offset: int, size: int, symbols: list[Symbol], data_areas: Collection[str]
+    offset: int, size: int, symbols: list[SymbolEntry], data_areas: Collection[str]
 ) -> list[MapSymbol]:
     """The map symbols for the symbols that share one offset, taking `size` bytes together."""
 
-    def is_kept(symbol: Symbol) -> bool:
+    def is_kept(symbol: SymbolEntry) -> bool:
         return symbol.name in data_areas or symbol.binding != "LOCAL"
 
     kept = sorted((s for s in symbols if is_kept(s)), key=lambda s: s.name)

@@ -164,7 +164,7 @@ def _label_only(line: Line) -> bool:
     return bool(line.items) and all(isinstance(i, Label) for i in line.items)
 
 
-def _filler(line: Line) -> bool:
+def _blank_or_comment(line: Line) -> bool:
     """Blank and comment-only lines, which belong to whatever they stand in."""
     return line.is_blank or line.is_comment_only
 
@@ -250,7 +250,8 @@ def find_region(module: Module, entry: str = "relocate_new_kernel",
         # a label that code follows (that one is a code label, whatever stands before it)
         limit = heads[number + 1][1] if number + 1 < len(heads) else end
         stop = body.stop
-        while stop < limit and (_label_only(module.lines[stop]) or _filler(module.lines[stop])):
+        while stop < limit and (_label_only(module.lines[stop])
+                                or _blank_or_comment(module.lines[stop])):
             stop += 1
         if stop < limit and _is_code(module.lines[stop]):
             last_label = max((i for i in range(body.stop, stop)
@@ -337,7 +338,7 @@ def _conditional_structure(module: Module, start: int, end: int, end_label: str
             levels.append(len(stack))
             if stack:
                 innermost[index] = stack[-1]
-                if not (_filler(line) or _bare_area(line)):
+                if not (_blank_or_comment(line) or _bare_area(line)):
                     all_area[stack[-1]] = False
             continue
         if item.directive in CONDITIONAL_OPENERS:
@@ -388,7 +389,7 @@ def _area_names(module: Module, start: int, directive_index: int, body: range
     first = body.start
     if not names:
         above = body.start - 1
-        while above > start and _filler(module.lines[above]):
+        while above > start and _blank_or_comment(module.lines[above]):
             above -= 1
         if above > start and _label_only(module.lines[above]):
             names = [lab.name for lab in module.lines[above].labels()]

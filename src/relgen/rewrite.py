@@ -163,11 +163,14 @@ def argument_registers(module: Module, region: ControlPageRegion) -> dict[str, s
 
 
 @dataclass(frozen=True)
-class _Known:
+class _RegisterValue:
     """What a register holds: a linear form of labels, and where it was set."""
 
     value: ex.LinearForm
     line: int
+
+
+_Registers = dict[str, _RegisterValue]  # register name -> what it holds
 
 
 class _AnchorTracker:
@@ -215,9 +218,9 @@ class _BranchStates:
     def __init__(self) -> None:
         # per open conditional: the state before it, the states its branches ended with,
         # and whether it has an #else
-        self._open: list[tuple[dict[str, _Known], list[dict[str, _Known]], bool]] = []
+        self._open: list[tuple[_Registers, list[_Registers], bool]] = []
 
-    def see(self, item: Preprocessor, known: dict[str, _Known]) -> dict[str, _Known]:
+    def see(self, item: Preprocessor, known: _Registers) -> _Registers:
         if item.directive in CONDITIONAL_OPENERS:
             self._open.append((dict(known), [], False))
             return known
@@ -294,7 +297,7 @@ def rebase_area_references(
     """
     labels = _area_labels(region)
     area_range = {i for a in region.data_areas for i in a.lines}
-    known: dict[str, _Known] = {}
+    known: dict[str, _RegisterValue] = {}
     changes: list[tuple[Instruction, Instruction, DataArea]] = []
     anchors = _AnchorTracker()
     branches = _BranchStates()
@@ -320,7 +323,7 @@ def rebase_area_references(
         if item.mnemonic == "mov" and len(item.sources) == 1 and _register(item.sources[0]) \
                 == "ip" and destination:
             if anchor:
-                known[destination] = _Known(ex.LinearForm({anchor: 1}, 0), item.line)
+                known[destination] = _RegisterValue(ex.LinearForm({anchor: 1}, 0), item.line)
             else:
                 known.pop(destination, None)
             continue
@@ -340,10 +343,10 @@ def rebase_area_references(
                                         registers[area.name])
                 changes.append((item, new, area))
                 # the register still holds that address: later uses are judged by it
-                known[destination] = _Known(value, item.line)  # type: ignore[arg-type]
+                known[destination] = _RegisterValue(value, item.line)  # type: ignore[arg-type]
                 continue
             if value is not None:
-                known[destination] = _Known(value, item.line)
+                known[destination] = _RegisterValue(value, item.line)
             else:
                 known.pop(destination, None)
             continue
@@ -356,7 +359,7 @@ def rebase_area_references(
     return _replace_items(module, {id(old): new for old, new, _ in changes}), rewritten
 
 
-def _added_value(module: Module, item: Instruction, known: Mapping[str, _Known]
+def _added_value(module: Module, item: Instruction, known: Mapping[str, _RegisterValue]
                  ) -> ex.LinearForm | None:
     """What `add rD=A,B` leaves in rD, as a linear form, when both sides are known."""
     forms: list[ex.LinearForm] = []
@@ -377,7 +380,7 @@ def _added_value(module: Module, item: Instruction, known: Mapping[str, _Known]
 
 def _area_address(
     module: Module, item: Instruction, value: ex.LinearForm | None,
-    labels: Mapping[str, DataArea], known: Mapping[str, _Known],
+    labels: Mapping[str, DataArea], known: Mapping[str, _RegisterValue],
 ) -> tuple[DataArea, str, int]:
     """The area, label and constant of `label + constant`, which `item` must compute."""
     base = next((_register(op) for op in item.sources if _register(op) in known or

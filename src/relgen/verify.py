@@ -165,13 +165,13 @@ class ProcedurePair:
     """The instructions of one code piece in both objects, matched by its symbol."""
 
     name: str
-    original: tuple[kbuild.Instruction, ...]
-    new: tuple[kbuild.Instruction, ...]
+    original: tuple[kbuild.DecodedSlot, ...]
+    new: tuple[kbuild.DecodedSlot, ...]
 
 
-def _piece_instructions(instructions: Sequence[kbuild.Instruction], control_map:
+def _piece_instructions(instructions: Sequence[kbuild.DecodedSlot], control_map:
                         layout.ControlPageMap, piece: layout.MapSymbol
-                        ) -> tuple[kbuild.Instruction, ...]:
+                        ) -> tuple[kbuild.DecodedSlot, ...]:
     start = control_map.start + piece.offset
     return tuple(i for i in instructions if start <= i.bundle < start + piece.size)
 
@@ -202,7 +202,7 @@ def correlate(twin: Twin, area_sizes: dict[str, int | None] | None = None
     return [ProcedurePair(twin.before.entry, tuple(code), tuple(after))]
 
 
-def _entry_alignment(code: Sequence[kbuild.Instruction], control_map: layout.ControlPageMap
+def _entry_alignment(code: Sequence[kbuild.DecodedSlot], control_map: layout.ControlPageMap
                      ) -> set[int]:
     """The nop bundles right before each global entry point but the first: GLOBAL_ENTRY
     aligns to 32 bytes, so how many it adds depends on where the code before it ends, which
@@ -211,9 +211,9 @@ def _entry_alignment(code: Sequence[kbuild.Instruction], control_map: layout.Con
             for bundle in _nop_bundles_before(code, control_map.start + symbol.offset)}
 
 
-def _nop_bundles_before(code: Sequence[kbuild.Instruction], address: int) -> list[int]:
+def _nop_bundles_before(code: Sequence[kbuild.DecodedSlot], address: int) -> list[int]:
     """The bundles of nops that end right at `address`, nearest first."""
-    bundles: dict[int, list[kbuild.Instruction]] = {}
+    bundles: dict[int, list[kbuild.DecodedSlot]] = {}
     for instruction in code:
         bundles.setdefault(instruction.bundle, []).append(instruction)
     found, at = [], address - 16
@@ -223,7 +223,7 @@ def _nop_bundles_before(code: Sequence[kbuild.Instruction], address: int) -> lis
     return found
 
 
-def branch_target(instruction: kbuild.Instruction) -> int | None:
+def branch_target(instruction: kbuild.DecodedSlot) -> int | None:
     """The absolute address a branch names in objdump's text (`br.few 160 <x+0x160>`)."""
     match = BRANCH_ADDRESS.search(instruction.text)
     return int(match.group(1), 16) if match else None
@@ -232,7 +232,7 @@ def branch_target(instruction: kbuild.Instruction) -> int | None:
 # ---------------------------------------------------------------------------- compare
 
 
-def _slot(i: kbuild.Instruction) -> str:
+def _slot(i: kbuild.DecodedSlot) -> str:
     return f"{i.symbol}+0x{i.symbol_offset:03x} slot {i.slot} [{i.unit}]"
 
 
@@ -250,7 +250,7 @@ class AreaArguments:
     region_start: int  # section address of the entry in the original object
 
 
-def _address_formed(old: kbuild.Instruction, before: Sequence[kbuild.Instruction],
+def _address_formed(old: kbuild.DecodedSlot, before: Sequence[kbuild.DecodedSlot],
                     areas: AreaArguments) -> tuple[str, int] | None:
     """(area, offset) that `add rD=imm,rB` forms when rB was set by `mov rB=ip`."""
     match = ADD_IMMEDIATE.match(old.text)
@@ -267,7 +267,7 @@ def _address_formed(old: kbuild.Instruction, before: Sequence[kbuild.Instruction
     return max(inside, key=lambda pair: areas.offsets[pair[0]]) if inside else None
 
 
-def _address_from_argument(new: kbuild.Instruction, areas: AreaArguments
+def _address_from_argument(new: kbuild.DecodedSlot, areas: AreaArguments
                            ) -> tuple[str, int] | None:
     """(area, offset) that `adds rD=imm,rN` or `mov rD=rN` forms from an area's register."""
     by_register = {register: name for name, register in areas.registers.items()}
@@ -278,8 +278,8 @@ def _address_from_argument(new: kbuild.Instruction, areas: AreaArguments
     return None
 
 
-def _same_address(old: kbuild.Instruction, new: kbuild.Instruction,
-                  earlier: Sequence[kbuild.Instruction], areas: AreaArguments) -> str | None:
+def _same_address(old: kbuild.DecodedSlot, new: kbuild.DecodedSlot,
+                  earlier: Sequence[kbuild.DecodedSlot], areas: AreaArguments) -> str | None:
     """None when both instructions put the same area address in the same register."""
     formed = _address_formed(old, earlier, areas)
     rebased = _address_from_argument(new, areas)

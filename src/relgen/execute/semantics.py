@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..kbuild import Instruction
+from ..kbuild import DecodedSlot
 from .machine import IFS_VALID, MASK, PSR_RI_SHIFT, ExecutionFault, Frame, Machine
 
 Effect = Callable[[Machine], "int | None"]
@@ -47,7 +47,7 @@ EVENTS = frozenset({"flushrs", "srlz.i", "srlz.d", "sync.i", "fc", "fc.i", "ptc.
 class Slot:
     """One compiled instruction: its qualifying predicate and its effect."""
 
-    instruction: Instruction
+    instruction: DecodedSlot
     predicate: int
     effect: Effect
 
@@ -398,7 +398,7 @@ def _event(mnemonic: str, operands: str) -> Effect:
 # ----------------------------------------------------------------------------- branches
 
 
-def _branch(text: str, instruction: Instruction, completers: list[str], operands: str
+def _branch(text: str, instruction: DecodedSlot, completers: list[str], operands: str
             ) -> Effect:
     kind = completers[0] if completers and completers[0] in (
         "cond", "call", "ret", "cloop", "ctop", "cexit", "few", "many", "sptk", "dptk",
@@ -508,7 +508,7 @@ def _rfi(m: Machine) -> int:
 # -------------------------------------------------------------------------------- compile
 
 
-def compile_slot(instruction: Instruction) -> Slot:
+def compile_slot(instruction: DecodedSlot) -> Slot:
     """The effect of one slot of objdump's disassembly."""
     text = instruction.text
     predicate = 0
@@ -525,7 +525,7 @@ def compile_slot(instruction: Instruction) -> Slot:
     return Slot(instruction, 0 if unconditional else predicate, effect)
 
 
-def _compile(text: str, instruction: Instruction, predicate: int) -> Effect:
+def _compile(text: str, instruction: DecodedSlot, predicate: int) -> Effect:
     mnemonic, _, operand_text = text.partition(" ")
     operand_text = operand_text.replace(" ", "")
     base, *completers = mnemonic.split(".")
