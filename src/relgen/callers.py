@@ -19,10 +19,8 @@ from pathlib import Path
 
 from . import emit
 from .errors import RelgenError
-from .rewrite import HEADER_INCLUDE
+from .names import HEADER_INCLUDE, KEXEC_H_PATH, MACHINE_KEXEC_PATH
 
-KEXEC_H_PATH = "arch/ia64/include/asm/kexec.h"
-MACHINE_KEXEC_PATH = "arch/ia64/kernel/machine_kexec.c"
 TYPEDEF = "relocate_new_kernel_t"
 #: The field of `struct kimage_arch` that holds the one block of control pages for the stacks.
 STACKS_FIELD = "stack_pages"

@@ -14,9 +14,9 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, RelgenError
+from .names import DEFAULT_ENTRY, RELOCATE_KERNEL_PATH
 
-KERNEL_FILE = "arch/ia64/kernel/relocate_kernel.S"
-DEFAULT_ENTRY = "relocate_new_kernel"
+KERNEL_FILE = RELOCATE_KERNEL_PATH
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jinja2
 
 from relgen.errors import RelgenError
-from relgen.names import offset_macro
+from relgen.names import HEADER_PATH, PAGE_SIZES, offset_macro
 from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.resources import data_dir
 
@@ -34,10 +34,9 @@ UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS: tuple[str, ...] = (
 )
 
 #: The page sizes an ia64 kernel can be built with (CONFIG_IA64_PAGE_SIZE_*).
-IA64_PAGE_SIZES: tuple[int, ...] = (4096, 8192, 16384, 65536)
+IA64_PAGE_SIZES = PAGE_SIZES
 
 #: Where the header goes in a kernel tree.
-HEADER_PATH = "arch/ia64/include/asm/kexec_control_page.h"
 
 #: The header's macros that the C callers and the .S use by name.
 CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"

@@ -17,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from relgen.errors import RelgenError, ToolError
-
-PAGE_SIZES: tuple[int, ...] = (4096, 8192, 16384, 65536)
-DEFAULT_PAGE_SIZE = 16384
+from relgen.names import DEFAULT_PAGE_SIZE, PAGE_SIZES, RELOCATE_KERNEL_PATH
 
 TOOL_PREFIX = "ia64-linux-gnu-"
 BINUTILS_PACKAGE = "binutils-ia64-linux-gnu"
 TREE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_TREE"
 # Where `make setup` extracts the Debian linux-source-6.1 tarball, relative to the checkout.
 CACHED_TREE = Path(".cache") / "linux-source-6.1"
-RELOCATE_KERNEL = Path("arch") / "ia64" / "kernel" / "relocate_kernel.S"
+RELOCATE_KERNEL = Path(RELOCATE_KERNEL_PATH)
 
 # Kbuild's KBUILD_CPPFLAGS for ia64 (arch/ia64/Makefile): every binutils of this century has these
 # features, and TEXT_ALIGN() in asm/asmmacro.h expands to nothing without the first one, which

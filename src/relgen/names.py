@@ -1,6 +1,28 @@
-"""The header's macro names: one rule, used by the rewrite, the header and its verification."""
+"""The facts relgen's modules share, each said once: page sizes, kernel paths, output names,
+the entry's name, and the one rule for the header's macro names."""
 
 from __future__ import annotations
+
+#: The page sizes an ia64 kernel can be built with (CONFIG_IA64_PAGE_SIZE_*).
+PAGE_SIZES: tuple[int, ...] = (4096, 8192, 16384, 65536)
+#: arch/ia64/Kconfig's default (CONFIG_IA64_PAGE_SIZE_16KB).
+DEFAULT_PAGE_SIZE = 16384
+
+#: The entry procedure whose region is the control page.
+DEFAULT_ENTRY = "relocate_new_kernel"
+
+# The four files of the change, by their paths from the kernel root.
+RELOCATE_KERNEL_PATH = "arch/ia64/kernel/relocate_kernel.S"
+HEADER_PATH = "arch/ia64/include/asm/kexec_control_page.h"
+KEXEC_H_PATH = "arch/ia64/include/asm/kexec.h"
+MACHINE_KEXEC_PATH = "arch/ia64/kernel/machine_kexec.c"
+#: How the .S and asm/kexec.h include the header.
+HEADER_INCLUDE = "asm/kexec_control_page.h"
+
+# The files of the output folder.
+SOURCE_NAME = "relocate_kernel.S"
+HEADER_NAME = "kexec_control_page.h"
+PATCH_NAME = "relocate_kernel.patch"
 
 MACRO_PREFIX = "KEXEC_"
 

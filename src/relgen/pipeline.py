@@ -21,17 +21,15 @@ from . import __version__, callers, emit, kbuild, layout, layout_svg, patch
 from .configurations import AS_GIVEN, Configuration, Configurations, enumerate_configurations
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
+from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, RELOCATE_KERNEL_PATH, SOURCE_NAME
 from .region import check_procedures_closed, find_region
-from .rewrite import HEADER_INCLUDE, RewriteResult, includes_header, rewrite_control_page
+from .rewrite import RewriteResult, includes_header, rewrite_control_page
 from .syntax import Module, parse, read_source, unparse
 
 if TYPE_CHECKING:  # verify reads this module's SourceFile; it is imported where it runs
     from . import verify
 
-KERNEL_SOURCE_PATH = "arch/ia64/kernel/relocate_kernel.S"
-HEADER_NAME = "kexec_control_page.h"
-SOURCE_NAME = "relocate_kernel.S"
-PATCH_NAME = "relocate_kernel.patch"
+KERNEL_SOURCE_PATH = RELOCATE_KERNEL_PATH
 
 
 @dataclass(frozen=True)

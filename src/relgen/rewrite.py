@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from . import expr as ex
 from .errors import RelgenError
+from .names import HEADER_INCLUDE
 from .region import (
     CONDITIONAL_OPENERS,
     ControlPageRegion,
@@ -44,7 +45,6 @@ from .syntax import (
     parse,
 )
 
-HEADER_INCLUDE = "asm/kexec_control_page.h"
 #: The header's macro for the bytes allocated for the code (emit.CODE_PAGE_MACRO).
 CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one

@@ -24,7 +24,7 @@ from .elf import ObjectFile, load_object
 from .emit import read_typedef_arguments
 from .errors import RelgenError
 from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
-from .names import offset_macro, size_macro
+from .names import HEADER_INCLUDE, offset_macro, size_macro
 from .pipeline import (
     HEADER_NAME,
     PATCH_NAME,
@@ -35,7 +35,7 @@ from .pipeline import (
     load_source,
     source_map,
 )
-from .rewrite import HEADER_INCLUDE, RewriteResult, rewrite_control_page
+from .rewrite import RewriteResult, rewrite_control_page
 
 NOP = re.compile(r"nop(\.[mifbx])?\b")
 #: KEXEC_CONTROL_PAGE_SIZE before the change: 8192 + 8192 + 4096.
