@@ -302,3 +302,21 @@ def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address(
                        "register_stack but is a code label") as caught:
         rw.rewrite_control_page(module)
     assert caught.value.line == 17
+
+
+def test_rebased_instructions_are_parsed_not_spliced() -> None:
+    """The new operand is the grammar's expression (a Binary of the size macro and 16), not
+    a name that happens to hold spaces; the predicate-free head and spacing stay."""
+    from relgen import expr as ex
+
+    module = syntax.parse((FIXTURES / "layout_2006_shape.S").read_text(), "2006.S")
+    result = rw.rewrite_control_page(module)
+    items = {item.text: item for _, item in result.module.items()
+             if isinstance(item, syntax.Instruction) and "in4" in item.text}
+    stack = items["add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4"]
+    offset, register = stack.sources
+    assert isinstance(offset, ex.Binary) and isinstance(register, ex.Symbol)
+    assert ex.linear_form(offset) == ex.LinearForm({"KEXEC_MEMORY_STACK_SIZE": 1}, -16)
+    original = next(item for _, item in module.items() if item.line == stack.line
+                    and isinstance(item, syntax.Instruction))
+    assert (stack.column, stack.raw[:1]) == (original.column, original.raw[:1])

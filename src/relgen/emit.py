@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import jinja2
 
@@ -148,7 +148,7 @@ class PatchFacts:
     callers_changed: bool = False  # asm/kexec.h and machine_kexec.c are in the patch
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise RelgenError(message)
 
 

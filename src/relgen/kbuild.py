@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from relgen.errors import RelgenError, ToolError
 from relgen.names import DEFAULT_PAGE_SIZE, PAGE_SIZES, RELOCATE_KERNEL_PATH
+from relgen.syntax import source_line
 
 TOOL_PREFIX = "ia64-linux-gnu-"
 BINUTILS_PACKAGE = "binutils-ia64-linux-gnu"
@@ -400,8 +401,7 @@ class _ReportedFiles:
 def _source_line(path: Path | None, line: int) -> str | None:
     if path is None or not path.is_file():
         return None
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else None
+    return source_line(path.read_text(encoding="utf-8", errors="replace"), line)
 
 
 def _diagnostic_error(

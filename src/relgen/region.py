@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import expr as ex
 from .errors import RelgenError
 from .names import size_macro
-from .syntax import Directive, Instruction, Label, Line, MacroCall, Module, Preprocessor
+from .syntax import Directive, Instruction, Item, Label, Line, MacroCall, Module, Preprocessor
 
 STUB_INSTRUCTIONS = 8  # an entry this short only jumps elsewhere (the Xen hypervisor's)
 CONDITIONAL_OPENERS = frozenset({"if", "ifdef", "ifndef"})
@@ -88,12 +88,6 @@ class ControlPageRegion:
     chunks: tuple[Chunk, ...]
     switches: tuple[str, ...] = ()  # the names the region's conditionals test, in order
 
-    def area_for_label(self, label: str) -> DataArea | None:
-        for area in self.data_areas:
-            if label in area.labels:
-                return area
-        return None
-
     def code_lines(self) -> list[int]:
         return [i for c in self.chunks if c.kind == "code" for i in range(c.start, c.stop)]
 
@@ -101,18 +95,39 @@ class ControlPageRegion:
 def _error(module: Module, line: Line | None, message: str, column: int = 1) -> RelgenError:
     if line is None:
         return RelgenError(message, module.path)
-    source = line.raw.split("\n")[0].rstrip("\r")
-    return RelgenError(message, module.path, line.number, column, source)
+    return RelgenError(message, module.path, line.number, column, line.shown)
+
+
+# The one rule for where procedures begin and end: the kernel's macros (asm/asmmacro.h:
+# GLOBAL_ENTRY and ENTRY open with .proc, END closes with .endp) and the directives.
+PROCEDURE_OPENERS = frozenset({"GLOBAL_ENTRY", "ENTRY", ".proc"})
+PROCEDURE_CLOSERS = frozenset({"END", ".endp"})
+
+
+def procedure_boundary(item: Item) -> tuple[str, str | None] | None:
+    """("open" or "close", the procedure's name if one is given) for an item that opens or
+    closes a procedure, None for any other."""
+    if isinstance(item, MacroCall):
+        name, given = item.name, item.args[0] if len(item.args) == 1 else None
+    elif isinstance(item, Directive):
+        name, given = item.name, str(item.operands[0]) if item.operands else None
+    else:
+        return None
+    if name in PROCEDURE_OPENERS:
+        return "open", given
+    if name in PROCEDURE_CLOSERS:
+        return "close", given
+    return None
+
+
+def bounds_procedure(line: Line) -> bool:
+    """True for a line that opens or closes a procedure."""
+    return any(procedure_boundary(item) for item in line.items)
 
 
 def _opens_procedure(line: Line, name: str) -> bool:
-    for item in line.items:
-        if isinstance(item, MacroCall) and item.name in ("GLOBAL_ENTRY", "ENTRY") and \
-                item.args == (name,):
-            return True
-        if isinstance(item, Label) and item.name == name:
-            return True
-    return False
+    return any(procedure_boundary(item) == ("open", name) or
+               isinstance(item, Label) and item.name == name for item in line.items)
 
 
 def find_entry(module: Module, entry: str) -> int:
@@ -151,8 +166,7 @@ def _stub_note(module: Module, entry: str, entry_line: int) -> str:
     """`, and relocate_new_kernel here is a stub of 2 instructions` for a short procedure."""
     count = 0
     for line in module.lines[entry_line + 1:]:
-        if any(isinstance(i, MacroCall) and i.name == "END" or
-               isinstance(i, Directive) and i.name == ".endp" for i in line.items):
+        if any((procedure_boundary(i) or ("",))[0] == "close" for i in line.items):
             break
         count += sum(isinstance(i, Instruction) for i in line.items)
         if count > STUB_INSTRUCTIONS or _area_directive(line):
@@ -218,7 +232,7 @@ def find_region(module: Module, entry: str = "relocate_new_kernel",
                          f"defined in this file, so the region of {entry} has no end")
         line = module.lines[size_word_line]
         # point at the name in the size word: the label that is missing
-        column = line.raw.split("\n")[0].find(end_label) + 1 or 1
+        column = line.shown.find(end_label) + 1 or 1
         raise _error(module, line, f"the size word measures to {end_label}, which is never "
                      "defined", column)
     if end < start:
@@ -430,15 +444,13 @@ def check_procedures_closed(module: Module) -> None:
     open_at: dict[str, Line] = {}
     for line in module.lines:
         for item in line.items:
-            if isinstance(item, MacroCall) and item.name in ("GLOBAL_ENTRY", "ENTRY") and \
-                    len(item.args) == 1:
-                open_at.setdefault(item.args[0], line)
-            elif isinstance(item, Directive) and item.name == ".proc" and item.operands:
-                open_at.setdefault(str(item.operands[0]), line)
-            elif isinstance(item, MacroCall) and item.name == "END" and len(item.args) == 1:
-                open_at.pop(item.args[0], None)
-            elif isinstance(item, Directive) and item.name == ".endp" and item.operands:
-                open_at.pop(str(item.operands[0]), None)
+            boundary = procedure_boundary(item)
+            if boundary is None or boundary[1] is None:
+                continue
+            if boundary[0] == "open":
+                open_at.setdefault(boundary[1], line)
+            else:
+                open_at.pop(boundary[1], None)
     for name, line in open_at.items():
         raise _error(module, line, f"procedure {name} is never closed: no END({name}) or "
                      f".endp {name}")

@@ -30,6 +30,7 @@ from .region import (
     CONDITIONAL_OPENERS,
     ControlPageRegion,
     DataArea,
+    bounds_procedure,
     find_region,
     require_data_areas,
 )
@@ -38,11 +39,11 @@ from .syntax import (
     Instruction,
     Item,
     Label,
-    Line,
     MacroCall,
     Module,
     Preprocessor,
     parse,
+    parse_statement,
 )
 
 #: The header's macro for the bytes allocated for the code (emit.CODE_PAGE_MACRO).
@@ -77,9 +78,7 @@ class RewriteResult:
 
 
 def _error(module: Module, item: Item, message: str) -> RelgenError:
-    source = next(
-        (line.raw.split("\n")[0].rstrip("\r") for line in module.lines
-         if item in line.items), None)
+    source = next((line.shown for line in module.lines if item in line.items), None)
     return RelgenError(message, module.path, item.line, item.column, source)
 
 
@@ -106,7 +105,7 @@ def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
     """The entry procedure's own alloc: between its start and its END or the next procedure."""
     for index in region.code_lines():
         line = module.lines[index]
-        if index > region.start and _bounds_procedure(line):
+        if index > region.start and bounds_procedure(line):
             break
         for item in line.items:
             if isinstance(item, Instruction) and item.mnemonic == "alloc":
@@ -114,18 +113,7 @@ def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
     raise RelgenError(
         f"{region.entry} has no alloc instruction: relgen adds the stacks as new inputs of "
         "its register frame and needs `alloc rN=ar.pfs,inputs,locals,outputs,rotating`",
-        module.path, module.lines[region.start].number, 1,
-        module.lines[region.start].raw.rstrip("\r\n"))
-
-
-def _bounds_procedure(line: Line) -> bool:
-    """True for a line that ends a procedure or starts one."""
-    for item in line.items:
-        if isinstance(item, MacroCall) and item.name in ("END", "GLOBAL_ENTRY", "ENTRY"):
-            return True
-        if isinstance(item, Directive) and item.name in (".endp", ".proc"):
-            return True
-    return False
+        module.path, module.lines[region.start].number, 1, module.lines[region.start].shown)
 
 
 def _alloc_inputs(module: Module, alloc: Instruction) -> tuple[int, ex.Number]:
@@ -266,18 +254,22 @@ def _rebased_operands(
                          f"the 14-bit immediate of adds ({IMM14_RANGE.start}.."
                          f"{IMM14_RANGE.stop - 1}); relgen will not change the code it "
                          "generates")
-    destination = item.operands[0]
     comma = next((s for s in item.separators[1:] if s.strip() == ","), ",")
     if value == 0 and offset_text == "0":
-        head = _with_mnemonic(item, "mov")
-        operands = [destination, ex.Symbol(register, register)]
-        return replace(item.with_operands(operands, head=head),
-                       separators=(item.separators[0],))
-    mnemonic = "adds" if item.mnemonic == "addl" else item.mnemonic
-    head = _with_mnemonic(item, mnemonic)
-    operands = [destination, ex.Symbol(text, text), ex.Symbol(register, register)]
-    new = replace(item, separators=(item.separators[0], comma))
-    return new.with_operands(operands, head=head)
+        return _reparsed(item, "mov", [register], comma)
+    return _reparsed(item, "adds" if item.mnemonic == "addl" else item.mnemonic,
+                     [text, register], comma)
+
+
+def _reparsed(item: Instruction, mnemonic: str, sources: Sequence[str], comma: str
+              ) -> Instruction:
+    """`item` with a new mnemonic and source operands, made by parsing its new text with
+    the grammar; its predicate, destination and spacing stay as they were."""
+    text = (_with_mnemonic(item, mnemonic) + item.operands[0].text + item.separators[0]
+            + comma.join(sources))
+    new = parse_statement(text, item.text)
+    assert isinstance(new, Instruction)  # a mnemonic and operands: the grammar's instruction
+    return replace(new, line=item.line, column=item.column)
 
 
 def _with_mnemonic(item: Instruction, mnemonic: str) -> str:

@@ -219,6 +219,11 @@ class Line:
         return "".join(item.raw for item in self.items) + self.ending
 
     @property
+    def shown(self) -> str:
+        """Its first physical line without the ending: what an error shows under its message."""
+        return source_line(self.raw, 1) or ""
+
+    @property
     def is_blank(self) -> bool:
         return not self.items
 
@@ -571,11 +576,12 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str,
     words = [_describe_terminal(e) for e in expected if not e.startswith("__")][:6]
     if words:
         message += "; expected " + ", ".join(words)
-    return RelgenError(message, path, line, column, _source_line(text, line))
+    return RelgenError(message, path, line, column, source_line(text, line))
 
 
-def _source_line(text: str, line: int) -> str | None:
-    """Line `line` as lark counts lines: only "\\n" ends one (not "\\f" or a lone "\\r")."""
+def source_line(text: str, line: int) -> str | None:
+    """Line `line` (1-based) of `text` without its ending, as lark counts lines: only "\\n"
+    ends one (not "\\f" or a lone "\\r"). Every error that shows a line takes it from here."""
     lines = text.split("\n")
     return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else None
 
@@ -654,7 +660,7 @@ def parse_statement(text: str, path: str = "<new text>") -> Instruction | Direct
         found.append("a line ending")
     message = (f"expected one statement and nothing else, found {', '.join(found)}" if found
                else "expected one statement, found nothing")
-    raise RelgenError(message, path, 1, 1, _source_line(text, 1))
+    raise RelgenError(message, path, 1, 1, source_line(text, 1))
 
 
 def read_source(path: Path) -> str:
