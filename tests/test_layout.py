@@ -27,7 +27,8 @@ from relgen.layout import (
     to_json,
 )
 from relgen.layout_svg import FONT_FAMILY, Box, render_svg, shared_extent, text_box
-from relgen.pipeline import Regeneration, layout_report, load_source, regenerate
+from relgen.measure import load_source
+from relgen.pipeline import Regeneration, layout_report, regenerate
 
 SVG = "{http://www.w3.org/2000/svg}"
 STACKS = frozenset({"memory_stack", "register_stack"})

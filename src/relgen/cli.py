@@ -70,7 +70,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
 def _tree_and_source(args: argparse.Namespace):  # noqa: ANN202 - a pair of library types
     from .kbuild import find_kernel_tree
-    from .pipeline import load_source
+    from .measure import load_source
 
     tree = find_kernel_tree(args.kernel_tree)
     path = args.path if args.path is not None else tree.relocate_kernel
@@ -93,8 +93,9 @@ def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
 def _cmd_layout(args: argparse.Namespace) -> int:
     from . import layout, layout_svg
     from .kbuild import parse_page_sizes
+    from .measure import source_map
     from .outputs import check_output_file
-    from .pipeline import scratch_folder, source_map
+    from .pipeline import scratch_folder
 
     page_sizes = parse_page_sizes(args.page_size)
     if args.output is not None:
@@ -106,7 +107,7 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         # does, else --data names them (and --end-label the region's end).
         end_label, data = args.end_label or f"{args.entry}_end", args.data
         if args.path is not None:
-            from .pipeline import load_source
+            from .measure import load_source
             from .region import find_region
 
             region = find_region(load_source(args.path, None).module, args.entry,
@@ -141,9 +142,11 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
+    from .measure import kernel_path
+    from .names import SOURCE_NAME
     from .outputs import check_output_folder
     from .patch import resolve_author
-    from .pipeline import SOURCE_NAME, kernel_path, run_rewrite, source_diff
+    from .pipeline import run_rewrite, source_diff
 
     writing = not (args.diff or args.check)
     if writing:

@@ -9,95 +9,27 @@ whole change (the .S, the header and the C callers changed by `callers`), made b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import __version__, callers, emit, kbuild, layout, layout_svg, patch
-from .configurations import AS_GIVEN, Configuration, Configurations, enumerate_configurations
-from .elf import ObjectFile, load_object
+from . import __version__, callers, emit, kbuild, layout, layout_svg, patch, verify
+from .configurations import AS_GIVEN, Configuration, Configurations
 from .errors import RelgenError
-from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, RELOCATE_KERNEL_PATH, SOURCE_NAME
-from .region import check_procedures_closed, find_region
-from .rewrite import RewriteResult, includes_header, rewrite_control_page
-from .syntax import Module, parse, read_source, unparse
-
-if TYPE_CHECKING:  # verify reads this module's SourceFile; it is imported where it runs
-    from . import verify
-
-KERNEL_SOURCE_PATH = RELOCATE_KERNEL_PATH
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    path: Path
-    shown: str  # kernel-relative where it lies in the tree, else as given
-    text: str
-    module: Module
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
-def load_source(path: Path, tree: kbuild.KernelTree | None) -> SourceFile:
-    shown = str(path)
-    if tree is not None:
-        try:
-            shown = path.resolve().relative_to(tree.root).as_posix()
-        except ValueError:
-            pass
-    text = read_source(path)
-    return SourceFile(path, shown, text, parse(text, str(path)))
-
-
-def require_regular_file(path: Path) -> None:
-    """The assembler reads the source by its path: a pipe read once is gone."""
-    if not path.is_file():
-        raise RelgenError("not a regular file: relgen assembles the source by its path, so "
-                          "save it to a file first", str(path))
-
-
-def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[str, str]:
-    """The generated header an already regenerated file includes: found beside it or in -I."""
-    if not includes_header(source.module):
-        return {}
-    for folder in (source.path.parent, *include_dirs):
-        for candidate in (folder / HEADER_NAME, folder / HEADER_INCLUDE):
-            if candidate.is_file():
-                return {HEADER_INCLUDE: candidate.read_text(encoding="utf-8")}
-    raise RelgenError(f"the file includes <{HEADER_INCLUDE}>, but no {HEADER_NAME} was found "
-                      "beside it or in the -I folders", str(source.path))
-
-
-def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
-               include_dirs: Sequence[Path] = (), page_size: int | None = None,
-               extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
-               configuration: Configuration = AS_GIVEN, end_label: str | None = None,
-               ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
-    """Assemble `source` and map its control page; which symbols are data, the tree says.
-    `end_label` bounds the region where the file has no size word."""
-    require_regular_file(source.path)
-    region = find_region(source.module, entry, end_label)
-    headers = extra_headers if extra_headers is not None else \
-        companion_headers(source, include_dirs)
-    assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
-                                include_dirs=include_dirs, extra_headers=headers,
-                                fatal_warnings=fatal_warnings,
-                                cpp_flags=configuration.cpp_flags)
-    obj = load_object(assembled.object_path)
-    control_map = layout.build_map(obj, entry=entry, end_label=region.end_label,
-                                   data_areas=[a.name for a in region.data_areas])
-    return control_map, assembled, obj
-
-
-def configurations_of(module: Module, entry: str, base: Configuration) -> Configurations:
-    """The configurations the region's conditionals name, with the user's -D/-U fixed."""
-    return enumerate_configurations(base, find_region(module, entry).switches)
+from .measure import (
+    SourceFile,
+    companion_headers,
+    configurations_of,
+    kernel_path,
+    require_regular_file,
+    source_map,
+)
+from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME
+from .region import check_procedures_closed
+from .rewrite import RewriteResult, rewrite_control_page
+from .syntax import unparse
 
 
 @dataclass(frozen=True)
@@ -160,12 +92,6 @@ def _header_facts(source: SourceFile, result: RewriteResult,
         existing_arguments=emit.read_typedef_arguments(sources.machine_kexec_c)
         if sources is not None else emit.UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     )
-
-
-def kernel_path(source: SourceFile) -> str:
-    """The path the patch and header name: the kernel's, where the input is the kernel's."""
-    shown = source.shown
-    return shown if shown.startswith("arch/") else KERNEL_SOURCE_PATH
 
 
 def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
@@ -383,8 +309,6 @@ class RewriteRun:
         return all(check.passed for check in self.checks)
 
     def report(self) -> verify.Report:
-        from . import verify
-
         return verify.Report(self.checks, self.layout_text, self.instructions_compared)
 
 
@@ -397,8 +321,6 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
     The files are staged in a scratch folder and checked with verify's own functions: the
     twin objects first (their count goes into the commit message), then the patch.
     """
-    from . import verify
-
     with scratch_folder() as scratch:
         work = Path(scratch)
         regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs,

@@ -24,17 +24,8 @@ from .elf import ObjectFile, load_object
 from .emit import read_typedef_arguments
 from .errors import RelgenError
 from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
-from .names import HEADER_INCLUDE, offset_macro, size_macro
-from .pipeline import (
-    HEADER_NAME,
-    PATCH_NAME,
-    SOURCE_NAME,
-    SourceFile,
-    configurations_of,
-    kernel_path,
-    load_source,
-    source_map,
-)
+from .measure import SourceFile, configurations_of, kernel_path, load_source, source_map
+from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME, offset_macro, size_macro
 from .rewrite import RewriteResult, rewrite_control_page
 
 NOP = re.compile(r"nop(\.[mifbx])?\b")
