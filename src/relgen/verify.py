@@ -9,12 +9,14 @@ configuration that the control page's conditionals name, and each is checked on 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,32 +122,38 @@ def recorded_input_sha256(header: str) -> str | None:
 
 def assemble_twins(inputs: Inputs, work: Path, page_sizes: Sequence[int]
                    ) -> tuple[list[Twin], list[Check]]:
-    """Both files at each page size, in every configuration the conditionals name."""
-    twins: list[Twin] = []
-    failures: list[Check] = []
+    """Both files at each page size, in every configuration the conditionals name.
+
+    The pairs are assembled side by side: the work is in cpp and the assembler, so threads
+    keep both cores busy; the results come back in the order of the loops."""
     configurations = configurations_of(inputs.original.module, inputs.entry,
                                        inputs.configuration)
-    for each in configurations.each:
-        named = "" if len(configurations.each) == 1 else f", {each.describe()}"
-        for page_size in page_sizes:
-            place = f"{each.folder}-{page_size}"
-            try:
-                before, original, _ = source_map(
-                    inputs.original, inputs.tree, work / f"original-{place}",
-                    entry=inputs.entry, include_dirs=inputs.include_dirs,
-                    page_size=page_size, fatal_warnings=True, configuration=each)
-                after, new, obj = source_map(
-                    inputs.new, inputs.tree, work / f"new-{place}", entry=inputs.entry,
-                    include_dirs=inputs.include_dirs, page_size=page_size,
-                    extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True,
-                    configuration=each)
-            except RelgenError as error:
-                failures.append(Check(f"assemble at {page_size // 1024} KiB pages{named}",
-                                      False, tuple(error.render().splitlines())))
-                continue
-            twins.append(Twin(page_size, before, after, original.object_path,
-                              new.object_path, frozenset(s.name for s in obj.symbols), each))
-    return twins, failures
+    jobs = [(each, page_size) for each in configurations.each for page_size in page_sizes]
+
+    def assemble_pair(job: tuple[Configuration, int]) -> Twin | Check:
+        each, page_size = job
+        place = f"{each.folder}-{page_size}"
+        try:
+            before, original, _ = source_map(
+                inputs.original, inputs.tree, work / f"original-{place}",
+                entry=inputs.entry, include_dirs=inputs.include_dirs,
+                page_size=page_size, fatal_warnings=True, configuration=each)
+            after, new, obj = source_map(
+                inputs.new, inputs.tree, work / f"new-{place}", entry=inputs.entry,
+                include_dirs=inputs.include_dirs, page_size=page_size,
+                extra_headers={HEADER_INCLUDE: inputs.header_text}, fatal_warnings=True,
+                configuration=each)
+        except RelgenError as error:
+            named = "" if len(configurations.each) == 1 else f", {each.describe()}"
+            return Check(f"assemble at {page_size // 1024} KiB pages{named}", False,
+                         tuple(error.render().splitlines()))
+        return Twin(page_size, before, after, original.object_path, new.object_path,
+                    frozenset(s.name for s in obj.symbols), each)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(assemble_pair, jobs))
+    return ([r for r in results if isinstance(r, Twin)],
+            [r for r in results if isinstance(r, Check)])
 
 
 # -------------------------------------------------------------------------- correlate
