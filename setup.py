@@ -7,7 +7,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
-DATA_DIRS = ("grammars", "templates")
+DATA_DIRS = ("grammars", "templates", "cocci")
 
 
 class BuildWithData(build_py):
