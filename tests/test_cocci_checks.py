@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, require_tool
 
+from conftest import FIXTURES, require_tool
 from relgen.kernelcheck import cocci_checks, cocci_scripts
 
 GOOD = FIXTURES / "cocci" / "good.c"

@@ -135,7 +135,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     tree = find_kernel_tree(args.kernel_tree)
     inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
                          include_dirs=args.include)
-    report = verify(inputs)
+    report = verify(inputs, require_kernel_checks=args.require_kernel_checks)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar="DIR")
     verify_cmd.add_argument("--entry", default="relocate_new_kernel", metavar="NAME")
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    verify_cmd.add_argument("--require-kernel-checks", action="store_true",
+                            help="fail when the kernel checks (Kbuild with sparse and gcc, "
+                            "Coccinelle) cannot run, instead of saying why they did not")
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = commands.add_parser("diff", help="print the change a rewrite would make")

@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import tools
+from . import tools, verify
+from .kbuild import RELOCATE_KERNEL as RELOCATE_KERNEL_PATH
 from .kbuild import KernelTree
 from .resources import data_dir
 from .verify import Check
@@ -148,6 +149,8 @@ def tree_key(tree: KernelTree) -> str:
             stat = path.stat()
             digest.update(f"\0{name} {stat.st_size} {stat.st_mtime_ns}".encode())
     digest.update(checker_command().encode())
+    # the stand-in's own code decides what the pristine tree reports
+    digest.update(Path(__file__).with_name("checkcc.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -425,3 +428,56 @@ def changed_copy(tree: Path, target: Path, changed: Mapping[str, bytes]) -> dict
         path.write_bytes(data)
         written[name] = path
     return written
+
+
+# ------------------------------------------------------------------- the verify hook
+
+
+C_SIDE = ("arch/ia64/include/asm/kexec.h", "arch/ia64/kernel/machine_kexec.c")
+RELOCATE_KERNEL = RELOCATE_KERNEL_PATH.as_posix()
+_PATCHED_FILE = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
+
+
+def changed_files_from_patch(patch: Path, originals: Mapping[str, bytes], tree: Path
+                             ) -> dict[str, bytes] | str:
+    """The files `patch` changes, as they are after it: applied with `git apply` to a scratch
+    folder holding `originals` (kernel path -> bytes; other files come from `tree`).
+    A string says why there are none."""
+    names = [b for _, b in _PATCHED_FILE.findall(patch.read_text(encoding="utf-8"))]
+    with tempfile.TemporaryDirectory(prefix="relgen-kernel-patch-") as scratch:
+        work = Path(scratch)
+        for name in names:
+            source = originals.get(name)
+            if source is None and (tree / name).is_file():
+                source = (tree / name).read_bytes()
+            if source is not None:
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                (work / name).write_bytes(source)
+        result = tools.run([tools.find("git", "git"), "apply", str(patch.resolve())], work)
+        if result.returncode != 0:
+            return "the patch does not apply: " + _tail(result.stderr, 3).strip()
+        return {name: (work / name).read_bytes() for name in names if (work / name).is_file()}
+
+
+def check_output(inputs: verify.Inputs, *, required: bool = False,
+                 cache: Path | None = None) -> list[Check]:
+    """The kernel checks of `relgen verify`: on the tree with the output's patch applied.
+
+    They run when the output's patch changes the C side too and the input is the tree's own
+    relocate_kernel.S; otherwise one `not run` line says why (a failure when `required`).
+    """
+    tree = inputs.tree
+    own = tree.relocate_kernel
+    if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
+        return [not_run(f"the input {inputs.original.shown} is not the tree's own "
+                        f"{RELOCATE_KERNEL}", required=required)]
+    if inputs.patch_path is None:
+        return [not_run("the output has no patch", required=required)]
+    originals = {RELOCATE_KERNEL: inputs.original.text.encode("utf-8")}
+    changed = changed_files_from_patch(inputs.patch_path, originals, tree.root)
+    if isinstance(changed, str):
+        return [not_run(changed, required=required)]
+    if not set(C_SIDE) <= set(changed):
+        return [not_run("the output has no C change (its patch changes "
+                        + ", ".join(sorted(changed)) + ")", required=required)]
+    return kernel_checks(tree, changed, cache=cache, required=required)

@@ -34,9 +34,10 @@ def run_passthrough(command: Sequence[str], *, env: Mapping[str, str] | None = N
     """Run `command` with this process's stdin, stdout and stderr; return its exit status.
 
     For a program that stands in for another (the check-only compiler): its caller reads the
-    output itself, so it must go where the caller expects it.
+    output itself, so it must go where the caller expects it. LC_ALL=C here too: Kbuild
+    unexports LC_ALL, and gcc would quote with ‘’ under a UTF-8 locale.
     """
-    environment = dict(os.environ if env is None else env)
+    environment = dict(os.environ if env is None else env, LC_ALL="C")
     return subprocess.run(list(command), env=environment, check=False).returncode
 
 

@@ -395,7 +395,7 @@ class Report:
 
 
 def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
-           with_patch: bool = True) -> Report:
+           with_patch: bool = True, require_kernel_checks: bool = False) -> Report:
     """Every check, in order: the twins at each page size, then header and patch.
 
     `relgen rewrite` runs it without the patch checks before it writes the patch, so that
@@ -440,4 +440,9 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
         checks.append(check_header_compiles(inputs.header_text, work))
         if with_patch:
             checks += check_patch(inputs, work)
+            # --- kernel checks (Kbuild + sparse + gcc, Coccinelle): relgen.kernelcheck ---
+            from .kernelcheck import check_output
+
+            checks += check_output(inputs, required=require_kernel_checks)
+            # --- end of kernel checks ---
     return Report(tuple(checks), layout_text, compared)
