@@ -39,7 +39,7 @@ def full_tree(upstream_tree: Path, toolchain: None) -> KernelTree:
 
 
 @pytest.fixture(scope="session")
-def check_cache(full_tree: KernelTree) -> Iterator[Path]:
+def check_cache(full_tree: KernelTree, untouched_stamp: Path) -> Iterator[Path]:
     """The prepared pristine build, shared by every test of the session (and later runs)."""
     cache = ROOT / ".cache" / "kernel-checks"
     with pytest.MonkeyPatch.context() as patch:

@@ -10,15 +10,17 @@ bytes) and returns `verify.Check`s:
 - the Coccinelle scripts of `cocci/checks/` in report mode on the changed C files: what types
   cannot say (which allocator, who frees, which argument gets which stack).
 
-The user's tree is only read: Kbuild runs out of tree (`O=`) with its own object folders in a
-cache outside the tree, and the changed tree is a hard-linked copy in which every changed file
-is a new file (unlinked, then written), never a write through a shared inode. The prepared
-pristine build (defconfig, prepare, the list of units, the pristine diagnostics) is cached per
-tree, so later runs pay only for the changed units.
+The user's tree is only read: Kbuild runs out of tree (`O=`) on a hard-linked copy of it in a
+cache outside the tree, and every changed file is a new file there (unlinked, then written),
+never a write through a shared inode. The prepared pristine build (the copy, defconfig,
+prepare, the list of units, the pristine diagnostics) is cached per tree, so later runs pay
+only for the units.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -176,9 +178,14 @@ def _make(source: Path, objects: Path, *targets: str, check: bool = False
 
 @dataclass(frozen=True)
 class PreparedBuild:
-    """A pristine tree's out-of-tree build after defconfig and prepare, with its units."""
+    """A pristine tree's out-of-tree build after defconfig and prepare, with its units.
 
-    source: Path  # the user's tree, only read
+    `source` is a hard-linked copy of the user's tree at a fixed place: Kbuild's command lines
+    name the source folder, so every run from the same place reuses the prepared build
+    instead of redoing prepare (about 10 s) for a new folder.
+    """
+
+    source: Path
     objects: Path
     units: tuple[str, ...]  # "arch/ia64/kernel/machine_kexec.o" ...
     baseline: KbuildRun
@@ -186,30 +193,45 @@ class PreparedBuild:
 
 def prepare(tree: KernelTree, cache: Path | None = None) -> PreparedBuild:
     """The cached pristine build of `tree`, made on first use (defconfig, prepare, units,
-    the pristine diagnostics). Raises tools.ToolError when Kbuild fails on the pristine tree."""
+    the pristine diagnostics). Raises tools.ToolError when Kbuild fails on the pristine tree.
+    The caller holds the cache's lock."""
     folder = (cache or cache_root()) / tree_key(tree)
     stamp = folder / "prepared.json"
-    objects = folder / "pristine"
+    source, objects = folder / "source", folder / "objects"
     if stamp.is_file():
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         baseline = KbuildRun(tuple(saved["units"]),
                              tuple(Diagnostic(**d) for d in saved["diagnostics"]),
                              tuple(saved["failed_units"]), "")
-        return PreparedBuild(tree.root, objects, tuple(saved["units"]), baseline)
+        return PreparedBuild(source, objects, tuple(saved["units"]), baseline)
     shutil.rmtree(folder, ignore_errors=True)
-    objects.mkdir(parents=True)
+    folder.mkdir(parents=True)
+    linked_copy(tree.root, source)
+    objects.mkdir()
     for targets in (("defconfig",), ("prepare",)):
-        result = _make(tree.root, objects, *targets)
+        result = _make(source, objects, *targets)
         if result.returncode != 0:
             raise tools.ToolError(f"make ARCH=ia64 {' '.join(targets)} failed on the pristine "
                                   f"tree:\n{_tail(result.stdout)}")
-    units = kexec_units(tree.root, objects)
-    baseline = run_checks(tree.root, objects, units)
+    units = kexec_units(source, objects)
+    baseline = run_checks(source, objects, units)
     stamp.write_text(json.dumps({
         "units": list(units), "failed_units": list(baseline.failed_units),
         "diagnostics": [d.__dict__ for d in baseline.diagnostics]}, indent=1),
         encoding="utf-8")
-    return PreparedBuild(tree.root, objects, units, baseline)
+    return PreparedBuild(source, objects, units, baseline)
+
+
+@contextlib.contextmanager
+def _locked(cache: Path) -> Iterator[None]:
+    """One kernel check at a time per cache: runs share the prepared source folder."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _tail(text: str, lines: int = 20) -> str:
@@ -391,43 +413,53 @@ def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
     reason = missing_for_kbuild(tree)
     if reason is not None:
         return [not_run(reason, required=required)]
-    try:
-        prepared = prepare(tree, cache)
-    except tools.ToolError as error:
-        return [not_run(error.message, required=required)]
-    work_parent = (cache or cache_root()) / "runs"
-    work_parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=work_parent) as scratch:
-        work = Path(scratch)
-        source = work / "source"
-        written = changed_copy(tree.root, source, changed)
-        objects = work / "objects"
-        shutil.copytree(prepared.objects, objects, symlinks=True)
+    cache = cache or cache_root()
+    with _locked(cache):
+        try:
+            prepared = prepare(tree, cache)
+        except tools.ToolError as error:
+            return [not_run(error.message, required=required)]
         chosen = prepared.units if units is None else tuple(
             u for u in prepared.units if u in set(units))
-        changed_run = run_checks(source, objects, chosen)
-        checks = kbuild_checks(prepared, changed_run)
-        checks += cocci_checks(written, source)
+        with changed_files(tree.root, prepared.source, changed) as written:
+            changed_run = run_checks(prepared.source, prepared.objects, chosen)
+            checks = kbuild_checks(prepared, changed_run)
+            checks += cocci_checks(written, prepared.source)
     return checks
 
 
-def changed_copy(tree: Path, target: Path, changed: Mapping[str, bytes]) -> dict[str, Path]:
-    """A hard-linked copy of `tree` at `target` with the changed files written as new files.
-
-    Hard links make the copy of 1.5 GB take about a second; each changed file is unlinked
-    first, so the write makes a new inode and the user's file keeps its bytes.
-    """
+def linked_copy(tree: Path, target: Path) -> None:
+    """A hard-linked copy of `tree` (1.5 GB in about a second); Kbuild only reads it."""
     result = tools.run(["cp", "-al", str(tree), str(target)])
     if result.returncode != 0:
         raise tools.ToolError(f"cp -al {tree} {target} failed: {result.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def changed_files(tree: Path, source: Path, changed: Mapping[str, bytes]
+                  ) -> Iterator[dict[str, Path]]:
+    """The changed files written into the hard-linked `source`, and put back afterwards.
+
+    Each file is unlinked before it is written, so the write makes a new inode and the
+    user's file (the other link) keeps its bytes. Afterwards each one is a fresh copy of the
+    tree's file (a new inode with a new time, so that make rebuilds what depended on the
+    changed one), and a file the tree does not have is removed.
+    """
     written = {}
-    for name, data in changed.items():
-        path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        path.write_bytes(data)
-        written[name] = path
-    return written
+    try:
+        for name, data in changed.items():
+            path = source / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            path.write_bytes(data)
+            written[name] = path
+        yield written
+    finally:
+        for name in changed:
+            path = source / name
+            path.unlink(missing_ok=True)
+            if (tree / name).is_file():
+                shutil.copyfile(tree / name, path)
 
 
 # ------------------------------------------------------------------- the verify hook
