@@ -8,6 +8,7 @@ serves the whole session, cached in .cache/kernel-checks; the user's tree is nev
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -230,3 +231,22 @@ def test_verify_does_not_run_them_on_another_input(full_tree: KernelTree,
     inputs = load_inputs(out, full_tree, original=other, entry="relocate_new_kernel")
     (check,) = kernelcheck.check_output(inputs, required=True)
     assert not check.passed and "is not the tree's own" in check.evidence[0]
+
+
+def test_a_run_killed_halfway_is_put_right(full_tree: KernelTree, check_cache: Path,
+                                           regenerated: dict[str, bytes]) -> None:
+    change = kc.correct_change(full_tree.root, regenerated)
+    prepared = kernelcheck.prepare(full_tree, check_cache)
+    # what a run killed inside changed_files() leaves: its note and its files in the copy
+    note = kernelcheck.changed_note(prepared.source)
+    note.write_text(json.dumps(sorted(change)), encoding="utf-8")
+    for name, data in change.items():
+        (prepared.source / name).unlink(missing_ok=True)
+        (prepared.source / name).write_bytes(data)
+    kernelcheck.prepare(full_tree, check_cache)
+    assert not note.exists()
+    for name in change:
+        copy = prepared.source / name
+        assert copy.is_file() == (full_tree.root / name).is_file()
+        if copy.is_file():
+            assert copy.read_bytes() == (full_tree.root / name).read_bytes()

@@ -199,6 +199,7 @@ def prepare(tree: KernelTree, cache: Path | None = None) -> PreparedBuild:
     stamp = folder / "prepared.json"
     source, objects = folder / "source", folder / "objects"
     if stamp.is_file():
+        restore(tree.root, source)
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         baseline = KbuildRun(tuple(saved["units"]),
                              tuple(Diagnostic(**d) for d in saved["diagnostics"]),
@@ -443,8 +444,11 @@ def changed_files(tree: Path, source: Path, changed: Mapping[str, bytes]
     Each file is unlinked before it is written, so the write makes a new inode and the
     user's file (the other link) keeps its bytes. Afterwards each one is a fresh copy of the
     tree's file (a new inode with a new time, so that make rebuilds what depended on the
-    changed one), and a file the tree does not have is removed.
+    changed one), and a file the tree does not have is removed. The names are noted next to
+    `source` first, so that a run killed halfway is put right by the next one.
     """
+    note = changed_note(source)
+    note.write_text(json.dumps(sorted(changed)), encoding="utf-8")
     written = {}
     try:
         for name, data in changed.items():
@@ -455,11 +459,25 @@ def changed_files(tree: Path, source: Path, changed: Mapping[str, bytes]
             written[name] = path
         yield written
     finally:
-        for name in changed:
-            path = source / name
-            path.unlink(missing_ok=True)
-            if (tree / name).is_file():
-                shutil.copyfile(tree / name, path)
+        restore(tree, source)
+
+
+def changed_note(source: Path) -> Path:
+    """Where a run notes the files it changed in `source` until it has put them back."""
+    return source.parent / "changed-files.json"
+
+
+def restore(tree: Path, source: Path) -> None:
+    """Put the tree's files back where a run (finished or killed) wrote its changed ones."""
+    note = changed_note(source)
+    if not note.is_file():
+        return
+    for name in json.loads(note.read_text(encoding="utf-8")):
+        path = source / name
+        path.unlink(missing_ok=True)
+        if (tree / name).is_file():
+            shutil.copyfile(tree / name, path)
+    note.unlink()
 
 
 # ------------------------------------------------------------------- the verify hook
