@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ PROGRAMS = {"make": "make", "flex": "flex", "bison": "bison", "bc": "bc", "gcc":
             "sparse": "sparse", "spatch": "coccinelle",
             "ia64-linux-gnu-as": "binutils-ia64-linux-gnu"}
 # Bump when what the cache holds changes shape, so an old cache is not read as a new one.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 _DIAGNOSTIC = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
                          r"(?:fatal )?(?P<kind>error|warning): (?P<message>.*)$")
@@ -162,9 +163,12 @@ def checker_command() -> str:
 
 
 def make_command(source: Path, objects: Path, *targets: str, check: bool = False) -> list[str]:
+    # One job for the checked units: Kbuild reaches arch/ia64/hp/common/ by two paths, and two
+    # parallel single-target builds of sba_iommu.o race (one deletes the other's object).
+    jobs = 1 if check else os.cpu_count() or 1
     command = [tools.find("make", "make"), "-s" if not check else "-k", "-C", str(source),
                f"O={objects}", f"ARCH={ARCH}", f"CROSS_COMPILE={CROSS_COMPILE}",
-               f"CC={checker_command()}", f"-j{os.cpu_count() or 1}", "--output-sync=target"]
+               f"CC={checker_command()}", f"-j{jobs}", "--output-sync=target"]
     if check:
         # C=2 checks every named unit, rebuilt or not; -Wsparse-error makes a warning fail it.
         command += ["C=2", "CF=-Wsparse-error"]
@@ -348,7 +352,9 @@ def kbuild_checks(prepared: PreparedBuild, changed_run: KbuildRun) -> list[Check
         failed_here = failed if tool == "gcc" and not any(
             d.tool == "gcc" for d in new) and failed else []
         evidence = [f"  {units} units (those that include <{KEXEC_HEADER}>, and "
-                    f"{RELOCATE_KERNEL_UNIT}): " + ", ".join(changed_run.units)]
+                    f"{RELOCATE_KERNEL_UNIT}):"]
+        evidence += textwrap.wrap(" ".join(changed_run.units), 96, initial_indent="    ",
+                                  subsequent_indent="    ", break_on_hyphens=False)
         evidence += [f"  FAIL: new: {d.render()}" for d in new]
         evidence += [f"  FAIL: make gave up on {unit}" for unit in failed_here]
         if not new and not failed_here:
