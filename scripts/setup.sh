@@ -19,6 +19,10 @@ command -v perl >/dev/null 2>&1 || need_apt+=(perl)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 # rsvg-convert: a test holds the pictures' text-width model against a real SVG renderer.
 command -v rsvg-convert >/dev/null 2>&1 || need_apt+=(librsvg2-bin)
+# The kernel checks: Kbuild (make, flex, bison, bc), sparse and Coccinelle.
+for tool in make flex bison bc sparse; do
+    command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
 command -v spatch >/dev/null 2>&1 || need_apt+=(coccinelle)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -42,17 +46,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-# Upstream: only what relgen reads (arch/ia64, include, scripts), into the ignored cache.
+# Upstream: the whole tree, into the ignored cache. Kbuild (defconfig, prepare and the
+# kernel checks) needs all of it; the rest of relgen reads arch/ia64, include and scripts.
+# The stamp holds the tarball's size and time and the extraction's version ("full"), so a
+# cache from the older partial extraction is replaced once.
 tstamp="$TREE/.relgen-extracted"
-tsum="$(stat -c '%s %Y' "$TARBALL")"
+tsum="full $(stat -c '%s %Y' "$TARBALL")"
 if [ "$(cat "$tstamp" 2>/dev/null)" != "$tsum" ]; then
-    echo "setup: extracting arch/ia64, include, scripts from $TARBALL into $TREE"
+    echo "setup: extracting $TARBALL into $TREE"
+    SECONDS=0
     rm -rf "$TREE.tmp" "$TREE"
     mkdir -p "$TREE.tmp"
-    tar -xJf "$TARBALL" -C "$TREE.tmp" --strip-components=1 \
-        linux-source-6.1/arch/ia64 linux-source-6.1/include linux-source-6.1/scripts \
-        linux-source-6.1/MAINTAINERS
+    tar -xJf "$TARBALL" -C "$TREE.tmp" --strip-components=1
     echo "$tsum" > "$TREE.tmp/.relgen-extracted"
     mv "$TREE.tmp" "$TREE"
+    echo "setup: extracted in ${SECONDS} s"
 fi
 echo "setup: ready (venv $VENV, upstream tree $TREE)"

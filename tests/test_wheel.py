@@ -24,3 +24,6 @@ def test_wheel_carries_grammar_templates_semantic_patches_and_command(tmp_path: 
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "relgen = relgen.cli:main" in text
+    # the kernel checks: the Coccinelle report scripts and the check-only compiler stand-in
+    assert "relgen/_data/cocci/checks/stacks_order.cocci" in names
+    assert "relgen-checkcc = relgen.checkcc:main" in text

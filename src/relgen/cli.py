@@ -206,7 +206,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     tree = find_kernel_tree(args.kernel_tree)
     inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
                          include_dirs=args.include, configuration=_configuration(args))
-    report = verify(inputs)
+    report = verify(inputs, require_kernel_checks=args.require_kernel_checks,
+                    kernel_checks=not args.no_kernel_checks)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -349,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text",
                             help="text or json (default: text)")
     _add_configuration_arguments(verify_cmd, varied=True)
+    verify_cmd.add_argument("--require-kernel-checks", action="store_true",
+                            help="fail when the kernel checks (Kbuild with sparse and gcc, "
+                            "Coccinelle) cannot run, instead of saying why they did not")
+    verify_cmd.add_argument("--no-kernel-checks", action="store_true",
+                            help="skip the kernel checks (about 17 s on a warm cache); the "
+                            "report says they did not run")
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = _command(commands, "diff", "print the change a rewrite would make",

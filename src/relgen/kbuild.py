@@ -1,9 +1,9 @@
 """The kernel tree and the ia64 toolchain: finding them, preprocessing, assembling, disassembling.
 
-This is the only module that runs external programs (cpp, ia64-linux-gnu-as, -objdump). It
-preprocesses a `.S` the way Kbuild does for arch/ia64, writes stand-ins for the generated headers
-when the tree has never been built, and turns the tools' diagnostics into positioned RelgenErrors
-that point at the original source line.
+It runs cpp, ia64-linux-gnu-as and -objdump through `relgen.tools`, the one place that starts
+programs. It preprocesses a `.S` the way Kbuild does for arch/ia64, writes stand-ins for the
+generated headers when the tree has never been built, and turns the tools' diagnostics into
+positioned RelgenErrors that point at the original source line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from relgen import tools
 from relgen.errors import RelgenError, ToolError
 from relgen.names import DEFAULT_PAGE_SIZE, PAGE_SIZES, RELOCATE_KERNEL_PATH
 from relgen.syntax import source_line
@@ -364,11 +365,7 @@ def _without_build_dir(text: str, build_dir: Path) -> str:
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    # C locale: the diagnostics are parsed, and must not be translated.
-    environment = dict(os.environ, LC_ALL="C")
-    return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=environment, check=False
-    )
+    return tools.run(command, cwd)
 
 
 @dataclass(frozen=True)

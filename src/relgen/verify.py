@@ -671,7 +671,8 @@ class Report:
 
 
 def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
-           with_patch: bool = True, execution: ExecutionPlan | None = None) -> Report:
+           with_patch: bool = True, execution: ExecutionPlan | None = None,
+           require_kernel_checks: bool = False, kernel_checks: bool = True) -> Report:
     """Every check, in order: the twins at each page size, then header and patch.
 
     `relgen rewrite` runs it without the patch checks before it writes the patch, so that
@@ -715,4 +716,10 @@ def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
                                             [c.cpp_flags for c in configurations.each]))
         if with_patch:
             checks += patch_checks(inputs, work)
+            # the kernel's own checkers on the patched tree (relgen.kernelcheck, which
+            # reads this module's Check: imported here)
+            from .kernelcheck import check_output, not_run
+
+            checks += check_output(inputs, required=require_kernel_checks) if kernel_checks \
+                else [not_run("--no-kernel-checks was given", required=require_kernel_checks)]
     return Report(tuple(checks), layout_text, compared)

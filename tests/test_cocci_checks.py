@@ -1,0 +1,94 @@
+"""The Coccinelle report-mode scripts on small callers written for these tests.
+
+Two correct callers (one block through a field; two fields through locals) pass every
+script; each variant broken on purpose is reported by the script that checks its property.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, require_tool
+from relgen.kernelcheck import cocci_checks, cocci_scripts
+
+GOOD = FIXTURES / "cocci" / "good.c"
+GOOD_LOCAL = FIXTURES / "cocci" / "good_local.c"
+STACK = "page_to_phys(image->arch.stacks)"
+STACK_OFFSET = "page_to_phys(image->arch.stacks) + KEXEC_MEMORY_STACK_SIZE"
+ALLOCATION = """\timage->arch.stacks = kimage_alloc_control_pages(image,
+			get_order(KEXEC_MEMORY_STACK_SIZE + KEXEC_REGISTER_STACK_SIZE));
+	if (!image->arch.stacks)
+		return -ENOMEM;
+"""
+CLEANUP = "void machine_kexec_cleanup(struct kimage *image)\n{\n"
+FREE = "\t__free_pages(image->arch.stacks, 1);\n"
+
+# (name, base fixture, [(old, new) edits], the check that must fail)
+BROKEN = [
+    ("swapped", GOOD, [(f"{STACK},\n", "@5@,\n"), (f"{STACK_OFFSET});", f"{STACK});"),
+                       ("@5@", STACK_OFFSET)], "argument 5"),
+    ("swapped fields", GOOD_LOCAL,
+     [("arch.memory_stack),", "@5@,"), ("arch.register_stack));", "arch.memory_stack));"),
+      ("@5@", "arch.register_stack)")], "argument 5"),
+    ("alloc_pages", GOOD, [("kimage_alloc_control_pages(image,", "alloc_pages(GFP_KERNEL,")],
+     "kimage_alloc_control_pages(), not another allocator"),
+    ("alloc_pages through a local", GOOD_LOCAL,
+     [("registers = kimage_alloc_control_pages(image,", "registers = alloc_pages(GFP_KERNEL,")],
+     "kimage_alloc_control_pages(), not another allocator"),
+    ("freed in cleanup", GOOD, [(CLEANUP, CLEANUP + FREE)], "not freed"),
+    ("never allocated", GOOD, [(ALLOCATION, "")], "is allocated"),
+    ("one field never set", GOOD_LOCAL,
+     [("\timage->arch.register_stack = registers;\n", "")], "is allocated"),
+    ("a 4-argument call", GOOD, [(f",\n\t       {STACK},\n\t       {STACK_OFFSET})", ")")],
+     "argument 5"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spatch() -> None:
+    require_tool("spatch")
+
+
+def _checks(text: str, tmp_path: Path) -> dict[str, tuple[bool, tuple[str, ...]]]:
+    path = tmp_path / "machine_kexec.c"
+    path.write_text(text, encoding="utf-8")
+    return {c.name: (c.passed, c.evidence)
+            for c in cocci_checks({"arch/ia64/kernel/machine_kexec.c": path}, tmp_path)}
+
+
+def test_there_is_a_script_for_each_property() -> None:
+    assert [p.name for p in cocci_scripts()] == [
+        "stacks_allocated.cocci", "stacks_allocator.cocci", "stacks_not_freed.cocci",
+        "stacks_order.cocci"]
+
+
+@pytest.mark.parametrize("fixture", [GOOD, GOOD_LOCAL], ids=["one block", "two fields"])
+def test_correct_callers_pass_every_script(fixture: Path, tmp_path: Path) -> None:
+    checks = _checks(fixture.read_text(encoding="utf-8"), tmp_path)
+    assert len(checks) == 4
+    assert {name: passed for name, (passed, _) in checks.items()} == dict.fromkeys(checks, True)
+
+
+@pytest.mark.parametrize(("base", "edits", "failing"), [b[1:] for b in BROKEN],
+                         ids=[b[0] for b in BROKEN])
+def test_broken_callers_fail_their_check(base: Path, edits: list[tuple[str, str]],
+                                         failing: str, tmp_path: Path) -> None:
+    text = base.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    checks = _checks(text, tmp_path)
+    failed = [name for name, (passed, _) in checks.items() if not passed]
+    assert any(failing in name for name in failed), failed
+    evidence = [line for name in failed for line in checks[name][1]]
+    # the report names the kernel path, not the scratch folder
+    assert all(str(tmp_path) not in line for line in evidence)
+    assert any("FAIL: machine_kexec.c:" in line or "no call with 6 arguments" in line
+               for line in evidence)
+
+
+def test_a_change_without_c_files_fails_every_script() -> None:
+    checks = cocci_checks({}, Path("/nonexistent"))
+    assert checks and not any(c.passed for c in checks)
