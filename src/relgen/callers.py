@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emit
+from . import emit, tools
 from .errors import RelgenError
 from .names import HEADER_INCLUDE, KEXEC_H_PATH, MACHINE_KEXEC_PATH
 
@@ -88,10 +87,9 @@ def change_callers(sources: CallerSources, facts: emit.HeaderFacts) -> CallerSou
             original = work / f"{number}{Path(path).suffix}"
             original.write_text(sources.by_path()[path], encoding="utf-8")
             result = work / f"{number}.out{Path(path).suffix}"
-            run = subprocess.run(
-                [spatch, "--very-quiet", "--no-includes", "--no-show-diff",
-                 "--sp-file", str(rule_file), str(original), "-o", str(result)],
-                cwd=work, capture_output=True, text=True, check=False)
+            run = tools.run([spatch, "--very-quiet", "--no-includes", "--no-show-diff",
+                             "--sp-file", str(rule_file), str(original), "-o", str(result)],
+                            work)
             if run.returncode != 0:
                 raise RelgenError(f"spatch failed on {path}: {run.stderr.strip()}")
             # spatch writes no file when nothing matched

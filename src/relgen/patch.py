@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, tools
 from .errors import RelgenError
 
 #: Author and sign-off when nothing better is known: an identity nobody can mistake for a
@@ -79,8 +78,7 @@ def configured_identity(tree_root: Path | None) -> str | None:
         return None
     values = []
     for key in ("user.name", "user.email"):
-        run = subprocess.run([git, "config", "--get", key], cwd=tree_root, capture_output=True,
-                             text=True, check=False)
+        run = tools.run([git, "config", "--get", key], tree_root)
         values.append(run.stdout.strip())
     name, email = values
     if not name or not email:
@@ -139,8 +137,7 @@ class _Git:
         ]
 
     def run(self, *args: str, cwd: Path, ok: Sequence[int] = (0,)) -> bytes:
-        run = subprocess.run([self.git, *self.options, *args], cwd=cwd, env=self.env,
-                             capture_output=True, check=False)
+        run = tools.run_bytes([self.git, *self.options, *args], cwd, env=self.env)
         if run.returncode not in ok:
             message = run.stderr.decode("utf-8", "replace").strip()
             if "date" in message:

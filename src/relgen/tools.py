@@ -30,6 +30,14 @@ def run(command: Sequence[str], cwd: Path | None = None, *, stdin: str | None = 
                           text=True, env=environment, check=False)
 
 
+def run_bytes(command: Sequence[str], cwd: Path | None = None, *,
+              env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`run` for a program whose output is kept byte for byte (git's diffs and mails)."""
+    environment = dict(os.environ if env is None else env, LC_ALL="C")
+    return subprocess.run(list(command), cwd=cwd, capture_output=True, env=environment,
+                          check=False)
+
+
 def run_passthrough(command: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
     """Run `command` with this process's stdin, stdout and stderr; return its exit status.
 

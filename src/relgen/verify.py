@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import callers, kbuild, layout
+from . import callers, kbuild, layout, tools
 from .configurations import AS_GIVEN, Configuration
 from .elf import ObjectFile, load_object
 from .emit import read_typedef_arguments
@@ -448,12 +447,6 @@ def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str],
     return Check("the header's numbers equal the object's", good, tuple(lines))
 
 
-def _run(command: list[str], cwd: Path | None = None, stdin: str | None = None
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True,
-                          check=False)
-
-
 #: What a kernel build gives every unit (compiler_attributes.h), for a host compile.
 HOST_KERNEL_DEFINES = ("-D__noreturn=__attribute__((__noreturn__))",)
 
@@ -485,11 +478,11 @@ def check_header_compiles(header: str, work: Path,
     evidence: list[str] = []
     passed = True
     for flags in flag_sets:
-        c_mode = _run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror",
+        c_mode = tools.run([gcc, "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror",
                        *HOST_KERNEL_DEFINES, *flags,
                        "-x", "c", "-I", str(include.parent), "-"],
                       stdin=probe + "int kexec_probe;\n")
-        asm_mode = _run([gcc, "-E", "-D__ASSEMBLY__", *flags, "-x", "assembler-with-cpp",
+        asm_mode = tools.run([gcc, "-E", "-D__ASSEMBLY__", *flags, "-x", "assembler-with-cpp",
                          "-I", str(include.parent), "-"], stdin=probe)
         shown = "".join(f" {flag}" for flag in flags)
         evidence += [f"  gcc -fsyntax-only{shown} -x c: exit {c_mode.returncode}",
@@ -565,8 +558,8 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     own = inputs.tree.relocate_kernel.is_file() and \
         inputs.tree.relocate_kernel.read_bytes() == inputs.original.text.encode("utf-8")
     patch = str(inputs.patch_path.resolve())
-    check = _run(["git", "apply", "--check", patch], scratch)
-    applied = _run(["git", "apply", patch], scratch) if check.returncode == 0 else check
+    check = tools.run(["git", "apply", "--check", patch], scratch)
+    applied = tools.run(["git", "apply", patch], scratch) if check.returncode == 0 else check
     result = (scratch / path).read_bytes() if (scratch / path).is_file() else b""
     same = result == inputs.new.text.encode("utf-8")
     applies = Check("the patch applies to the tree", check.returncode == 0 and
@@ -582,7 +575,7 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
     script = inputs.tree.root / "scripts" / "checkpatch.pl"
     if not script.is_file():
         return [*checks, Check("checkpatch.pl --strict", False, (f"  FAIL: {script} not found",))]
-    run = _run(["perl", str(script), "--no-tree", "--strict", "--show-types", patch], work)
+    run = tools.run(["perl", str(script), "--no-tree", "--strict", "--show-types", patch], work)
     found = re.findall(r"^(ERROR|WARNING|CHECK):([A-Z_]+):", run.stdout, re.M)
     unexpected = [f"{kind}:{name}" for kind, name in found if name not in EXPECTED_CHECKPATCH]
     total = next((line for line in run.stdout.splitlines() if line.startswith("total:")),
