@@ -10,8 +10,8 @@ import pytest
 
 from conftest import FIXTURES, require_tool
 from relgen import callers
-from relgen.emit import DataAreaFacts, HeaderFacts, read_typedef_arguments, render_header
 from relgen.errors import RelgenError
+from relgen.render import DataAreaFacts, HeaderFacts, read_typedef_arguments, render_header
 from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
 
 AREAS = (

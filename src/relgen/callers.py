@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import emit, tools
+from . import render, tools
 from .errors import RelgenError
 from .names import HEADER_INCLUDE, KEXEC_H_PATH, MACHINE_KEXEC_PATH
 
@@ -49,7 +49,7 @@ def read_callers(tree_root: Path) -> CallerSources | None:
     return CallerSources(*(path.read_text(encoding="utf-8") for path in paths))
 
 
-def semantic_patches(facts: emit.HeaderFacts) -> dict[str, str]:
+def semantic_patches(facts: render.HeaderFacts) -> dict[str, str]:
     """The SmPL text for each file, rendered from the templates with the header's facts."""
     areas = []
     offset: list[str] = []
@@ -62,17 +62,17 @@ def semantic_patches(facts: emit.HeaderFacts) -> dict[str, str]:
         "entry": facts.entry,
         "typedef": TYPEDEF,
         "header_include": HEADER_INCLUDE,
-        "code_page_macro": emit.CODE_PAGE_MACRO,
-        "stacks_size_macro": emit.STACKS_SIZE_MACRO,
+        "code_page_macro": render.CODE_PAGE_MACRO,
+        "stacks_size_macro": render.STACKS_SIZE_MACRO,
         "stacks_field": STACKS_FIELD,
         "existing_count": len(facts.existing_arguments),
         "areas": areas,
     }
-    return {path: emit.render_template(name, **context)
+    return {path: render.render_template(name, **context)
             for path, name in SEMANTIC_PATCHES.items()}
 
 
-def change_callers(sources: CallerSources, facts: emit.HeaderFacts) -> CallerSources:
+def change_callers(sources: CallerSources, facts: render.HeaderFacts) -> CallerSources:
     """Both files after the semantic patches, each rule checked to have applied."""
     spatch = shutil.which("spatch")
     if spatch is None:
@@ -152,17 +152,17 @@ def prototype_arguments(kexec_h: str, entry: str) -> int | None:
     return None if match is None else _argument_count(kexec_h, match.end() - 1)
 
 
-def caller_problems(sources: CallerSources, facts: emit.HeaderFacts) -> list[str]:
+def caller_problems(sources: CallerSources, facts: render.HeaderFacts) -> list[str]:
     """What the changed C still lacks, one message per missing part (empty when complete)."""
     wanted = len(facts.existing_arguments) + len(facts.data_areas)
     kexec_h, machine_kexec_c = sources.kexec_h, sources.machine_kexec_c
     problems = []
     if not re.search(rf"#\s*include\s*<{re.escape(HEADER_INCLUDE)}>", kexec_h):
         problems.append(f"include_header: {KEXEC_H_PATH} does not include <{HEADER_INCLUDE}>")
-    if not re.search(rf"#\s*define\s+KEXEC_CONTROL_PAGE_SIZE\s+{emit.CODE_PAGE_MACRO}\s*$",
+    if not re.search(rf"#\s*define\s+KEXEC_CONTROL_PAGE_SIZE\s+{render.CODE_PAGE_MACRO}\s*$",
                      kexec_h, re.M):
         problems.append(f"control_page_size: KEXEC_CONTROL_PAGE_SIZE is "
-                        f"{control_page_size(kexec_h) or 'not'} {emit.CODE_PAGE_MACRO}")
+                        f"{control_page_size(kexec_h) or 'not'} {render.CODE_PAGE_MACRO}")
     declared = prototype_arguments(kexec_h, facts.entry)
     if declared != wanted:
         problems.append(f"prototype: {facts.entry} is declared with {declared} parameters, "

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, callers, emit, kbuild, layout, layout_svg, patch, verify
+from . import __version__, callers, kbuild, layout, layout_svg, patch, render, verify
 from .configurations import AS_GIVEN, Configuration, Configurations
 from .errors import RelgenError
 from .measure import (
@@ -39,7 +39,7 @@ class Variant:
     configuration: Configuration
     before: layout.ControlPageMap
     after: layout.ControlPageMap
-    header_facts: emit.HeaderFacts
+    header_facts: render.HeaderFacts
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Regeneration:
     before: layout.ControlPageMap
     after: layout.ControlPageMap
     standins: tuple[str, ...]
-    header_facts: emit.HeaderFacts
+    header_facts: render.HeaderFacts
     caller_sources: callers.CallerSources | None = None  # the tree's C, as it was
     # every configuration checked, the first one being before/after/header_facts above
     variants: tuple[Variant, ...] = ()
@@ -63,7 +63,7 @@ class Regeneration:
 
 
 def _area_facts(result: RewriteResult, before: layout.ControlPageMap
-                ) -> tuple[emit.DataAreaFacts, ...]:
+                ) -> tuple[render.DataAreaFacts, ...]:
     sizes = {s.name: s.size for s in before.symbols}
     facts = []
     for area in result.data_areas:
@@ -71,26 +71,26 @@ def _area_facts(result: RewriteResult, before: layout.ControlPageMap
         if area.size is not None and size != area.size:
             raise RelgenError(f"{area.name}: the source reserves {area.size} bytes but the "
                               f"object holds {size}")
-        facts.append(emit.DataAreaFacts(area.name, area.size_macro, int(size or 0),
+        facts.append(render.DataAreaFacts(area.name, area.size_macro, int(size or 0),
                                         result.argument_registers[area.name], area.name))
     return tuple(facts)
 
 
 def _header_facts(source: SourceFile, result: RewriteResult,
-                  areas: tuple[emit.DataAreaFacts, ...],
+                  areas: tuple[render.DataAreaFacts, ...],
                   control_map: layout.ControlPageMap | None, code_size: int,
-                  sources: callers.CallerSources | None = None) -> emit.HeaderFacts:
+                  sources: callers.CallerSources | None = None) -> render.HeaderFacts:
     # a draft knows only that the entry opens the page
-    points = (emit.EntryPointFacts(result.region.entry, 0, True),) if control_map is None \
+    points = (render.EntryPointFacts(result.region.entry, 0, True),) if control_map is None \
         else tuple(
-        emit.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
+        render.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
         for s in control_map.entry_points)
-    return emit.HeaderFacts(
+    return render.HeaderFacts(
         relgen_version=__version__, input_path=kernel_path(source), input_sha256=source.sha256,
         entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
         # the parameters as the tree's own machine_kexec.c names and orders them
-        existing_arguments=emit.read_typedef_arguments(sources.machine_kexec_c)
-        if sources is not None else emit.UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
+        existing_arguments=render.read_typedef_arguments(sources.machine_kexec_c)
+        if sources is not None else render.UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     )
 
 
@@ -147,22 +147,22 @@ def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
 
 
 def render_variants(configurations: Configurations,
-                    facts: Sequence[emit.HeaderFacts]) -> str:
+                    facts: Sequence[render.HeaderFacts]) -> str:
     """The header: one set of numbers, or one per configuration under its condition."""
     if len(set(facts)) == 1:
-        return emit.render_header(facts[0])
+        return render.render_header(facts[0])
     # all switches off (the first configuration) comes last, so that the header reads like
     # the source: `#if defined(CONFIG_XEN)` ... `#else` ...; configurations with the same
     # numbers share one condition
-    grouped: dict[emit.HeaderFacts, list[str]] = {}
+    grouped: dict[render.HeaderFacts, list[str]] = {}
     for each, numbers in list(zip(configurations.each, facts, strict=True))[::-1]:
         grouped.setdefault(numbers, []).append(f"({each.condition})")
-    variants: list[tuple[str | None, emit.HeaderFacts]] = [
+    variants: list[tuple[str | None, render.HeaderFacts]] = [
         (" || ".join(conditions) if len(conditions) > 1 else conditions[0][1:-1], numbers)
         for numbers, conditions in grouped.items()]
     if configurations.complete:
         variants[-1] = (None, variants[-1][1])  # what every other case leaves: #else
-    return emit.render_header(facts[0], variants=tuple(variants))
+    return render.render_header(facts[0], variants=tuple(variants))
 
 
 def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
@@ -181,9 +181,9 @@ def _pages(size: int, page: int) -> int:
 
 
 def control_memory(before_size: int, code_page_size: int, stacks_size: int,
-                   page_sizes: Sequence[int]) -> tuple[emit.ControlMemory, ...]:
+                   page_sizes: Sequence[int]) -> tuple[render.ControlMemory, ...]:
     """Control memory per image at each page size: one allocation before, two after."""
-    return tuple(emit.ControlMemory(page, _pages(before_size, page),
+    return tuple(render.ControlMemory(page, _pages(before_size, page),
                                     _pages(code_page_size, page) + _pages(stacks_size, page))
                  for page in page_sizes)
 
@@ -193,7 +193,7 @@ def patch_files(regen: Regeneration) -> list[patch.FileChange]:
     changes = [
         patch.FileChange(kernel_path(regen.source), regen.source.text.encode("utf-8"),
                          regen.new_text.encode("utf-8")),
-        patch.FileChange(emit.HEADER_PATH, None, regen.header_text.encode("utf-8")),
+        patch.FileChange(render.HEADER_PATH, None, regen.header_text.encode("utf-8")),
     ]
     if regen.caller_sources is not None:
         new = callers.change_callers(regen.caller_sources, regen.header_facts)
@@ -209,7 +209,7 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
     """The format-patch mail of the whole change, made by git."""
     source = regen.source
     before_size = control_page_size_before(tree) or regen.before.size
-    facts = emit.PatchFacts(
+    facts = render.PatchFacts(
         relgen_version=__version__, input_path=kernel_path(source),
         input_sha256=source.sha256,
         entry=regen.result.region.entry, data_areas=regen.header_facts.data_areas,
@@ -222,13 +222,13 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         signed_off_by=patch.parse_identity(author),
         existing_arguments=regen.header_facts.existing_arguments,
         control_memory=control_memory(before_size, regen.header_facts.code_page_size,
-                                      regen.header_facts.stacks_size, emit.IA64_PAGE_SIZES),
+                                      regen.header_facts.stacks_size, render.IA64_PAGE_SIZES),
         callers_changed=regen.caller_sources is not None,
         configurations=regen.configurations.describe()
         if regen.configurations and regen.configurations.switches else None,
     )
-    mail = patch.format_patch(patch_files(regen), subject=emit.DEFAULT_SUBJECT,
-                              body=emit.render_commit_message(facts), author=author,
+    mail = patch.format_patch(patch_files(regen), subject=render.DEFAULT_SUBJECT,
+                              body=render.render_commit_message(facts), author=author,
                               date=date or patch.FIXED_DATE)
     return mail.decode("utf-8")
 

@@ -46,7 +46,7 @@ from .syntax import (
     parse_statement,
 )
 
-#: The header's macro for the bytes allocated for the code (emit.CODE_PAGE_MACRO).
+#: The header's macro for the bytes allocated for the code (render.CODE_PAGE_MACRO).
 CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
 # for another, since A-unit instructions run in the same M or I slot of a bundle.

@@ -22,11 +22,11 @@ from pathlib import Path
 from . import callers, kbuild, layout, tools
 from .configurations import AS_GIVEN, Configuration
 from .elf import ObjectFile, load_object
-from .emit import read_typedef_arguments
 from .errors import RelgenError
 from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
 from .measure import SourceFile, configurations_of, kernel_path, load_source, source_map
 from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME, offset_macro, size_macro
+from .render import read_typedef_arguments
 from .rewrite import RewriteResult, rewrite_control_page
 
 NOP = re.compile(r"nop(\.[mifbx])?\b")

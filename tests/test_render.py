@@ -1,4 +1,4 @@
-"""relgen.emit: the header builds in C and in assembly and its guards fire; the commit message.
+"""relgen.render: the header builds in C and in assembly and its guards fire; the commit message.
 
 Host tools (gcc, cpp) are part of `make setup`: missing, they skip locally and fail under
 CI=true, like the fixtures in conftest.py. The mail itself is git's (tests/test_patch.py).
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from relgen.emit import (
+from relgen.errors import RelgenError
+from relgen.patch import PLACEHOLDER_IDENTITY
+from relgen.render import (
     UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     ControlMemory,
     DataAreaFacts,
@@ -27,8 +29,6 @@ from relgen.emit import (
     render_commit_message,
     render_header,
 )
-from relgen.errors import RelgenError
-from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
 
 RELOCATE = "arch/ia64/kernel/relocate_kernel.S"
