@@ -167,13 +167,6 @@ class ProcedurePair:
     new: tuple[kbuild.DecodedSlot, ...]
 
 
-def _piece_instructions(instructions: Sequence[kbuild.DecodedSlot], control_map:
-                        layout.ControlPageMap, piece: layout.MapSymbol
-                        ) -> tuple[kbuild.DecodedSlot, ...]:
-    start = control_map.start + piece.offset
-    return tuple(i for i in instructions if start <= i.bundle < start + piece.size)
-
-
 def correlate(twin: Twin, area_sizes: dict[str, int | None] | None = None
               ) -> list[ProcedurePair]:
     """The code of both control pages as one sequence each, in address order.
