@@ -288,9 +288,9 @@ def interpreter_seconds() -> float:
 
 
 def startup_run(tmpdir: str) -> dict[str, float]:
-    # lark's cache=True keeps the compiled grammar in tempfile.gettempdir(), which follows
-    # TMPDIR: a private TMPDIR gives a cold or warm cache without touching the shared one
-    env = dict(user_environment(), TMPDIR=tmpdir)
+    # relgen keeps lark's compiled grammar in $XDG_CACHE_HOME/relgen: a private
+    # XDG_CACHE_HOME gives a cold or warm cache without touching the user's one
+    env = dict(user_environment(), XDG_CACHE_HOME=tmpdir)
     result = subprocess.run([sys.executable, "-c", _STARTUP], check=True, env=env,
                             capture_output=True, text=True)
     return json.loads(result.stdout)
@@ -317,7 +317,7 @@ def report_startup(repeat: int) -> None:
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="relgen-bench-tmp-") as tmpdir:
             cold.append(startup_run(tmpdir))
-            cache_written = cache_written or any(Path(tmpdir).glob(".lark_cache_*.tmp"))
+            cache_written = cache_written or any(Path(tmpdir).glob("relgen/*.cache"))
             warm.append(startup_run(tmpdir))
     runs = cold + warm
     lark_import = min(r["lark"] for r in runs)

@@ -50,9 +50,7 @@ class Sandbox:
         self.before = self.files()
 
     def scratch_left(self) -> list[str]:
-        # lark keeps its compiled grammar in the temporary folder, once per process: a cache
-        return sorted(p.name for p in self.scratch.iterdir()
-                      if not p.name.startswith(".lark_cache_"))
+        return sorted(p.name for p in self.scratch.iterdir())
 
     def assert_nothing_written(self) -> None:
         assert not self.out.exists() and not self.out.is_symlink()

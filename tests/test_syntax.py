@@ -360,14 +360,28 @@ def test_the_grammar_from_lark_s_cache_still_builds_relgen_s_nodes(tmp_path: Pat
     # grammar from the cache file must build the same nodes as the one that wrote it
     show = ("import relgen.syntax as s; item = s.parse('\\t(p6) add r2=r3+1,r4\\n')"
             ".lines[0].items[0]; print(type(item).__name__, repr(item))")
-    env = dict(os.environ, TMPDIR=str(tmp_path))  # lark keeps its cache in the temp folder
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), TMPDIR=str(scratch))
 
     def run() -> str:
         return subprocess.run([sys.executable, "-c", show], env=env, capture_output=True,
                               text=True, check=True).stdout
 
     cold = run()
-    assert len(list(tmp_path.glob(".lark_cache_*.tmp"))) == 1
+    (cached,) = (tmp_path / "relgen").glob("ia64-grammar.lark-*.cache")
+    # a private folder: nobody else can plant the pickle lark loads from it
+    assert (tmp_path / "relgen").stat().st_mode & 0o777 == 0o700
+    assert cached.read_bytes()[:64].decode().isalnum()  # lark's sha256 of the grammar first
+    assert list(scratch.iterdir()) == []  # nothing in the temporary folder any more
     warm = run()
     assert cold.startswith("Instruction Instruction(raw='\\t(p6) add r2=r3+1,r4'")
     assert warm == cold
+
+
+def test_no_grammar_cache_in_a_folder_others_can_write(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert str(syntax._grammar_cache()).startswith(str(tmp_path / "relgen" / "ia64-grammar"))
+    (tmp_path / "relgen").chmod(0o777)
+    assert syntax._grammar_cache() is False

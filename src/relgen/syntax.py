@@ -17,7 +17,9 @@ Comment ownership (what a comment moves with when code is moved):
 from __future__ import annotations
 
 import gc
+import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
+import lark
 from lark import (
     Lark,
     Token,
@@ -508,6 +511,26 @@ class _ToNodes(Transformer):
         return tuple(children)
 
 
+def _grammar_cache() -> str | bool:
+    """Where lark keeps the compiled grammar: a file in the user's own cache folder
+    ($XDG_CACHE_HOME/relgen, else ~/.cache/relgen), named for lark's and Python's versions.
+
+    Not lark's default, the shared temporary folder: lark unpickles that file, and another
+    local user could plant it there. lark still checks the grammar's sha256 in the file and
+    rebuilds it when the grammar changed. No cache (False) where no private folder is had.
+    """
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relgen"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = folder.stat()
+    except OSError:
+        return False
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        return False
+    python = "{}.{}".format(*sys.version_info[:2])
+    return str(folder / f"ia64-grammar.lark-{lark.__version__}.py{python}.cache")
+
+
 @cache
 def _parser() -> Lark:
     return Lark.open(
@@ -523,7 +546,7 @@ def _parser() -> Lark:
         # Positions come from the tokens, which lark always keeps.
         propagate_positions=False,
         maybe_placeholders=False,
-        cache=True,
+        cache=_grammar_cache(),
     )
 
 
