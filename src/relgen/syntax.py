@@ -519,11 +519,11 @@ def _grammar_cache() -> str | bool:
     local user could plant it there. lark still checks the grammar's sha256 in the file and
     rebuilds it when the grammar changed. No cache (False) where no private folder is had.
     """
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relgen"
     try:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relgen"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         status = folder.stat()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
         return False
     if status.st_uid != os.getuid() or status.st_mode & 0o022:
         return False
