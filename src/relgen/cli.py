@@ -166,7 +166,7 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     regen = run.regen
     if not writing:
         if args.diff and regen.changed:
-            sys.stdout.buffer.write(source_diff(regen))
+            sys.stdout.buffer.write(source_diff(run))
         if args.check:
             verdict = f"would rewrite {kernel_path(source)}" if regen.changed else \
                 f"{source.shown} is already in code-first layout"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__, callers, kbuild, layout, layout_svg, patch, render, verify
@@ -205,8 +205,9 @@ def patch_files(regen: Regeneration) -> list[patch.FileChange]:
 
 def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
                instructions_compared: int | None = None, *,
-               author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
-    """The format-patch mail of the whole change, made by git."""
+               author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
+               changes: Sequence[patch.FileChange] | None = None) -> str:
+    """The format-patch mail of the whole change (`changes`, else `patch_files`), by git."""
     source = regen.source
     before_size = control_page_size_before(tree) or regen.before.size
     facts = render.PatchFacts(
@@ -227,15 +228,15 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         configurations=regen.configurations.describe()
         if regen.configurations and regen.configurations.switches else None,
     )
-    mail = patch.format_patch(patch_files(regen), subject=render.DEFAULT_SUBJECT,
+    mail = patch.format_patch(changes or patch_files(regen), subject=render.DEFAULT_SUBJECT,
                               body=render.render_commit_message(facts), author=author,
                               date=date or patch.FIXED_DATE)
     return mail.decode("utf-8")
 
 
-def source_diff(regen: Regeneration) -> bytes:
+def source_diff(run: RewriteRun) -> bytes:
     """The whole change (the files of the patch) as one diff, for `relgen rewrite --diff`."""
-    return patch.diff_files(patch_files(regen))
+    return patch.diff_files(run.changes)
 
 
 def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
@@ -278,11 +279,11 @@ def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
                     page_sizes: Sequence[int] = kbuild.PAGE_SIZES,
                     instructions_compared: int | None = None, *,
                     author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
-                    ) -> dict[str, bytes]:
+                    changes: Sequence[patch.FileChange] | None = None) -> dict[str, bytes]:
     files = {**primary_outputs(regen), **layout_report(regen, page_sizes)}
     if regen.changed:
         files[PATCH_NAME] = patch_text(regen, tree, instructions_compared, author=author,
-                                       date=date).encode("utf-8")
+                                       date=date, changes=changes).encode("utf-8")
     return files
 
 
@@ -300,6 +301,7 @@ class RewriteRun:
 
     regen: Regeneration
     files: dict[str, bytes]
+    changes: tuple[patch.FileChange, ...]  # the files of the patch, old and new
     checks: tuple[verify.Check, ...]
     instructions_compared: int | None
     layout_text: str
@@ -333,14 +335,16 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
                                     include_dirs=include_dirs, configuration=configuration)
         objects = verify.verify(inputs, with_patch=False)
+        # spatch runs once: the mail and `--diff` show the same changed files
+        changes = tuple(patch_files(regen)) if regen.changed else ()
         files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared,
-                                author=author, date=date)
+                                author=author, date=date, changes=changes)
         checks = objects.checks
         if objects.passed:
+            patch_path = None
             if PATCH_NAME in files:
-                (staged / PATCH_NAME).write_bytes(files[PATCH_NAME])
-            patched = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
-                                         include_dirs=include_dirs,
-                                         configuration=configuration)
-            checks += tuple(verify.patch_checks(patched, work))
-    return RewriteRun(regen, files, checks, objects.instructions_compared, objects.layout_text)
+                patch_path = staged / PATCH_NAME
+                patch_path.write_bytes(files[PATCH_NAME])
+            checks += tuple(verify.patch_checks(replace(inputs, patch_path=patch_path), work))
+    return RewriteRun(regen, files, changes, checks, objects.instructions_compared,
+                      objects.layout_text)
