@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,11 @@ def change_callers(sources: CallerSources, facts: render.HeaderFacts) -> CallerS
     if spatch is None:
         raise RelgenError("spatch not found: the C side is changed with Coccinelle "
                           "(install the Debian package coccinelle)")
-    changed = {}
     with tempfile.TemporaryDirectory(prefix="relgen-spatch-") as scratch:
         work = Path(scratch)
-        for number, (path, smpl) in enumerate(semantic_patches(facts).items()):
+
+        def apply(job: tuple[int, tuple[str, str]]) -> str:
+            number, (path, smpl) = job
             rule_file = work / f"{number}.cocci"
             rule_file.write_text(smpl, encoding="utf-8")
             original = work / f"{number}{Path(path).suffix}"
@@ -93,8 +95,14 @@ def change_callers(sources: CallerSources, facts: render.HeaderFacts) -> CallerS
             if run.returncode != 0:
                 raise RelgenError(f"spatch failed on {path}: {run.stderr.strip()}")
             # spatch writes no file when nothing matched
-            changed[path] = result.read_text(encoding="utf-8") if result.is_file() \
+            return result.read_text(encoding="utf-8") if result.is_file() \
                 else sources.by_path()[path]
+
+        # one spatch per file, side by side: each is a program of its own
+        jobs = list(enumerate(semantic_patches(facts).items()))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            changed = dict(zip((path for _, (path, _) in jobs), pool.map(apply, jobs),
+                               strict=True))
     new = CallerSources(changed[KEXEC_H_PATH], changed[MACHINE_KEXEC_PATH])
     problems = caller_problems(new, facts)
     if problems:
