@@ -3,8 +3,9 @@
 `regenerate()` runs the rewrite passes on the source, assembles the original and the
 regenerated file with the real toolchain, and measures both control pages in the objects;
 every number that reaches the header or the patch comes from those objects.
-`rewrite_outputs()` turns that into the files of the output folder; the patch holds the
-whole change (the .S, the header and the C callers changed by `callers`), made by `patch`.
+`run_rewrite()` checks that with verify's own passes and turns it into the files of the
+output folder; the patch holds the whole change (the .S, the header and the C callers
+changed by `callers`), made by `patch`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__, callers, kbuild, layout, layout_svg, patch, render, verify
 from .configurations import AS_GIVEN, Configuration, Configurations
 from .errors import RelgenError
+from .execute.checks import QUICK
 from .measure import (
     SourceFile,
     companion_headers,
@@ -275,18 +278,6 @@ def primary_outputs(regen: Regeneration) -> dict[str, bytes]:
             HEADER_NAME: regen.header_text.encode("utf-8")}
 
 
-def rewrite_outputs(regen: Regeneration, tree: kbuild.KernelTree,
-                    page_sizes: Sequence[int] = kbuild.PAGE_SIZES,
-                    instructions_compared: int | None = None, *,
-                    author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
-                    changes: Sequence[patch.FileChange] | None = None) -> dict[str, bytes]:
-    files = {**primary_outputs(regen), **layout_report(regen, page_sizes)}
-    if regen.changed:
-        files[PATCH_NAME] = patch_text(regen, tree, instructions_compared, author=author,
-                                       date=date, changes=changes).encode("utf-8")
-    return files
-
-
 def scratch_folder() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="relgen-")
 
@@ -320,13 +311,18 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
                 configuration: Configuration = AS_GIVEN) -> RewriteRun:
     """Rewrite, assemble, verify as `relgen verify` does, and render every output.
 
-    The files are staged in a scratch folder and checked with verify's own functions: the
-    twin objects first (their count goes into the commit message), then the patch.
+    The files are staged in a scratch folder and checked with verify's own passes: the twin
+    objects first (their count goes into the commit message), then the execution checks,
+    the header compile and the patch's checks. Programs run beside Python's work: spatch
+    (which needs only the header's facts) while the twins are made and compared; git
+    format-patch, git apply and checkpatch.pl while both pages run on a kexec image.
     """
-    with scratch_folder() as scratch:
+    with scratch_folder() as scratch, ThreadPoolExecutor(max_workers=1) as background:
         work = Path(scratch)
         regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs,
                            configuration=configuration)
+        # spatch runs once: the mail and `--diff` show the same changed files
+        changes_job = background.submit(patch_files, regen) if regen.changed else None
         staged = work / "staged"
         staged.mkdir()
         for name, data in primary_outputs(regen).items():
@@ -334,17 +330,31 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         new = SourceFile(staged / SOURCE_NAME, SOURCE_NAME, regen.new_text, regen.result.module)
         inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
                                     include_dirs=include_dirs, configuration=configuration)
-        objects = verify.verify(inputs, with_patch=False)
-        # spatch runs once: the mail and `--diff` show the same changed files
-        changes = tuple(patch_files(regen)) if regen.changed else ()
-        files = rewrite_outputs(regen, tree, instructions_compared=objects.instructions_compared,
-                                author=author, date=date, changes=changes)
-        checks = objects.checks
-        if objects.passed:
-            patch_path = None
-            if PATCH_NAME in files:
-                patch_path = staged / PATCH_NAME
-                patch_path.write_bytes(files[PATCH_NAME])
-            checks += tuple(verify.patch_checks(replace(inputs, patch_path=patch_path), work))
-    return RewriteRun(regen, files, changes, checks, objects.instructions_compared,
-                      objects.layout_text)
+        checked = work / "verify"
+        checked.mkdir()
+        objects = verify.check_objects(inputs, checked, verify.page_sizes_for(tree))
+
+        def staged_patch() -> tuple[tuple[patch.FileChange, ...], bytes | None,
+                                    list[verify.Check]]:
+            """The changed files, the mail and its checks; after spatch, in its thread."""
+            changes = tuple(changes_job.result()) if changes_job is not None else ()
+            mail = patch_text(regen, tree, objects.instructions_compared, author=author,
+                              date=date, changes=changes).encode("utf-8") \
+                if regen.changed else None
+            if not objects.passed:
+                return changes, mail, []  # the patch of objects that differ is not checked
+            patch_path = staged / PATCH_NAME if mail is not None else None
+            if patch_path is not None:
+                patch_path.write_bytes(mail)
+            return changes, mail, verify.patch_checks(replace(inputs, patch_path=patch_path),
+                                                      checked)
+
+        patch_job = background.submit(staged_patch)
+        checks = objects.checks + tuple(verify.checks_after_objects(
+            inputs, objects, checked, QUICK, patch_job=None))
+        files = {**primary_outputs(regen), **layout_report(regen, kbuild.PAGE_SIZES)}
+        changes, mail, patch_checks = patch_job.result()
+    if mail is not None:
+        files[PATCH_NAME] = mail
+    return RewriteRun(regen, files, changes, checks + tuple(patch_checks),
+                      objects.instructions_compared, objects.layout_text)

@@ -14,16 +14,16 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import callers, kbuild, layout, tools
-from .configurations import AS_GIVEN, Configuration
+from .configurations import AS_GIVEN, Configuration, Configurations
 from .elf import ObjectFile, load_object
 from .errors import RelgenError
-from .execute.checks import FULL, QUICK, ExecutionPlan, execution_evidence
+from .execute.checks import FULL, ExecutionPlan, execution_evidence
 from .measure import SourceFile, configurations_of, kernel_path, load_source, source_map
 from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME, offset_macro, size_macro
 from .render import read_typedef_arguments
@@ -591,9 +591,8 @@ def check_patch(inputs: Inputs, work: Path) -> list[Check]:
 
 
 def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
-                         page_sizes: Sequence[int], plan: ExecutionPlan
-                         ) -> tuple[int, list[Check], str]:
-    """One configuration's instructions compared, its checks and its map text."""
+                         page_sizes: Sequence[int]) -> tuple[int, list[Check], str]:
+    """One configuration's instructions compared, its static checks and its map text."""
     expected = inputs.expected
     areas = [a.name for a in expected.data_areas] if expected else []
     rewrites = len(expected.rewritten) if expected else 0
@@ -614,17 +613,103 @@ def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
     macros = kbuild.header_macros(inputs.header_text, work / f"header-{twin.configuration.folder}",
                                   twin.configuration.cpp_flags)
     checks.append(check_header_numbers(inputs.header_text, twin, areas, macros))
-    # -- execution evidence (issue 13): both pages run on synthetic kexec images --
-    if expected is not None and not expected.already_code_first:
-        run_twin = next((t for t in twins if t.page_size == kbuild.DEFAULT_PAGE_SIZE),
-                        twin)  # ia64's default page size where it was assembled
-        evidence = execution_evidence(
-            run_twin.original_object, run_twin.new_object, run_twin.before,
-            run_twin.after, expected.argument_registers, plan, page_size=run_twin.page_size)
-        checks += [Check(name, passed, lines) for name, passed, lines in evidence.checks]
     text = ("before:\n" + layout.render_text(twin.before, page_sizes)
             + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
     return sum(len(pair.new) for pair in pairs), checks, text
+
+
+@dataclass(frozen=True)
+class ObjectChecks:
+    """The twins and what reading them showed: the passes that need no execution."""
+
+    configurations: Configurations
+    twins: tuple[Twin, ...]
+    checks: tuple[Check, ...]
+    layout_text: str
+    instructions_compared: int | None
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def named(self, each: Configuration) -> str:
+        """The suffix that tells one configuration's checks from another's."""
+        return "" if len(self.configurations.each) == 1 else f" [{each.describe()}]"
+
+
+def check_objects(inputs: Inputs, work: Path, page_sizes: Sequence[int]) -> ObjectChecks:
+    """Assemble the twins, then load, correlate and compare them in every configuration."""
+    twins, checks = assemble_twins(inputs, work, page_sizes)
+    configurations = configurations_of(inputs.original.module, inputs.entry,
+                                       inputs.configuration)
+    objects = ObjectChecks(configurations, tuple(twins), (), "", None)
+    if not twins:
+        return replace(objects, checks=tuple(checks))
+    sizes = ", ".join(f"{t.page_size // 1024} KiB: {t.before.size:#x} -> "
+                      f"{t.after.size:#x}" for t in twins)
+    checks.insert(0, Check("both files assemble with ia64-linux-gnu-as -x at every "
+                           "page size" + (" in every configuration"
+                                          if len(configurations.each) > 1 else "")
+                           + ", without a dependency violation",
+                           len(twins) == len(page_sizes) * len(configurations.each),
+                           (f"  {configurations.describe()}",
+                            f"  control page {sizes}")))
+    layout_text = f"configurations checked: {configurations.describe()}\n"
+    compared = 0
+    for each in configurations.each:
+        group = [t for t in twins if t.configuration == each]
+        if not group:
+            continue
+        named = objects.named(each)
+        count, found, text = _check_configuration(inputs, group, work, page_sizes)
+        checks += [Check(c.name + named, c.passed, c.evidence) for c in found]
+        compared += count
+        layout_text += (f"{named.strip(' []') + ': ' if named else ''}" + text)
+    return replace(objects, checks=tuple(checks), layout_text=layout_text,
+                   instructions_compared=compared)
+
+
+def check_execution(inputs: Inputs, objects: ObjectChecks, plan: ExecutionPlan
+                    ) -> list[Check]:
+    """Execution evidence (issue 13): both pages run on synthetic kexec images, in each
+    configuration, at ia64's default page size where it was assembled."""
+    expected = inputs.expected
+    if expected is None or expected.already_code_first:
+        return []
+    checks: list[Check] = []
+    for each in objects.configurations.each:
+        group = [t for t in objects.twins if t.configuration == each]
+        if not group:
+            continue
+        twin = next((t for t in group if t.page_size == kbuild.DEFAULT_PAGE_SIZE), group[0])
+        evidence = execution_evidence(
+            twin.original_object, twin.new_object, twin.before, twin.after,
+            expected.argument_registers, plan, page_size=twin.page_size)
+        checks += [Check(name + objects.named(each), passed, lines)
+                   for name, passed, lines in evidence.checks]
+    return checks
+
+
+def checks_after_objects(inputs: Inputs, objects: ObjectChecks, work: Path,
+                         plan: ExecutionPlan,
+                         patch_job: Callable[[], list[Check]] | None) -> list[Check]:
+    """The execution checks, the header compile and the patch's checks (`patch_job`).
+
+    The execution checks are Python and run in this thread; the header compile and the
+    patch job mostly wait for gcc, git and checkpatch.pl, so they run beside it in threads
+    and both cores stay busy. The checks come back in that order whatever finishes first.
+    """
+    flag_sets = [c.cpp_flags for c in objects.configurations.each]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        header = pool.submit(check_header_compiles, inputs.header_text, work, flag_sets)
+        patch = pool.submit(patch_job) if patch_job is not None else None
+        try:
+            executed = check_execution(inputs, objects, plan)
+        finally:
+            # an exception here (or Ctrl-C) waits for the programs already started: the
+            # scratch folder they write in is removed only after them
+            pool.shutdown(wait=True, cancel_futures=True)
+        return [*executed, header.result(), *(patch.result() if patch is not None else [])]
 
 
 # ----------------------------------------------------------------------------- report
@@ -656,56 +741,33 @@ class Report:
         return {"passed": self.passed, "checks": [c.to_json() for c in self.checks]}
 
 
-def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
-           with_patch: bool = True, execution: ExecutionPlan | None = None,
-           require_kernel_checks: bool = False, kernel_checks: bool = True) -> Report:
-    """Every check, in order: the twins at each page size, then header and patch.
+def page_sizes_for(tree: kbuild.KernelTree,
+                   page_sizes: Sequence[int] = kbuild.PAGE_SIZES) -> tuple[int, ...]:
+    """The page sizes the twins are made at: a built tree is used as it is, so only its own
+    page size can be assembled there."""
+    if tree.has_build:
+        return (tree.configured_page_size or kbuild.DEFAULT_PAGE_SIZE,)
+    return tuple(page_sizes)
 
-    `relgen rewrite` runs it without the patch checks before it writes the patch, so that
-    the patch's commit message states only what was verified. `execution` says how many
-    kexec images both pages run on (default: all of them with the patch checks, fewer and
-    smaller without, i.e. inside `rewrite`).
+
+def verify(inputs: Inputs, page_sizes: Sequence[int] = kbuild.PAGE_SIZES, *,
+           execution: ExecutionPlan = FULL, require_kernel_checks: bool = False,
+           kernel_checks: bool = True) -> Report:
+    """Every check, in order: the twins at each page size, execution, header and patch,
+    then the kernel's own checkers. `execution` says how many kexec images both pages run
+    on (default: all of them; `relgen rewrite`, which runs these passes itself through
+    `check_objects` and `checks_after_objects`, runs fewer and smaller ones).
     """
-    compared = None
-    if inputs.tree.has_build:
-        # a built tree is used as it is: only its own page size can be assembled
-        page_sizes = (inputs.tree.configured_page_size or kbuild.DEFAULT_PAGE_SIZE,)
+    page_sizes = page_sizes_for(inputs.tree, page_sizes)
     with tempfile.TemporaryDirectory(prefix="relgen-verify-") as scratch:
         work = Path(scratch)
-        twins, checks = assemble_twins(inputs, work, page_sizes)
-        configurations = configurations_of(inputs.original.module, inputs.entry,
-                                           inputs.configuration)
-        layout_text = ""
-        if twins:
-            sizes = ", ".join(f"{t.page_size // 1024} KiB: {t.before.size:#x} -> "
-                              f"{t.after.size:#x}" for t in twins)
-            checks.insert(0, Check("both files assemble with ia64-linux-gnu-as -x at every "
-                                   "page size" + (" in every configuration"
-                                                  if len(configurations.each) > 1 else "")
-                                   + ", without a dependency violation",
-                                   len(twins) == len(page_sizes) * len(configurations.each),
-                                   (f"  {configurations.describe()}",
-                                    f"  control page {sizes}")))
-            layout_text = f"configurations checked: {configurations.describe()}\n"
-            compared = 0
-            for each in configurations.each:
-                group = [t for t in twins if t.configuration == each]
-                if not group:
-                    continue
-                named = "" if len(configurations.each) == 1 else f" [{each.describe()}]"
-                count, found, text = _check_configuration(
-                    inputs, group, work, page_sizes, execution or (FULL if with_patch else QUICK))
-                checks += [Check(c.name + named, c.passed, c.evidence) for c in found]
-                compared += count
-                layout_text += (f"{named.strip(' []') + ': ' if named else ''}" + text)
-        checks.append(check_header_compiles(inputs.header_text, work,
-                                            [c.cpp_flags for c in configurations.each]))
-        if with_patch:
-            checks += patch_checks(inputs, work)
-            # the kernel's own checkers on the patched tree (relgen.kernelcheck, which
-            # reads this module's Check: imported here)
-            from .kernelcheck import check_output, not_run
+        objects = check_objects(inputs, work, page_sizes)
+        checks = [*objects.checks, *checks_after_objects(
+            inputs, objects, work, execution, lambda: patch_checks(inputs, work))]
+        # the kernel's own checkers on the patched tree (relgen.kernelcheck, which reads
+        # this module's Check: imported here)
+        from .kernelcheck import check_output, not_run
 
-            checks += check_output(inputs, required=require_kernel_checks) if kernel_checks \
-                else [not_run("--no-kernel-checks was given", required=require_kernel_checks)]
-    return Report(tuple(checks), layout_text, compared)
+        checks += check_output(inputs, required=require_kernel_checks) if kernel_checks \
+            else [not_run("--no-kernel-checks was given", required=require_kernel_checks)]
+    return Report(tuple(checks), objects.layout_text, objects.instructions_compared)
