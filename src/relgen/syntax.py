@@ -363,6 +363,13 @@ def _combine(operands: list[ex.Expr], operator: Token) -> None:
                               left, right))
 
 
+def _splice(children: list, at: int) -> None:
+    """Put the items of a grown list (`_ToNodes._grow`) in its place among `children`,
+    the first child (`at` 0) or the last (`at` -1), where the rule has one there."""
+    if children and type(children[at]) is list:
+        children[at:at + 1 or None] = children[at]
+
+
 class _ToNodes(Transformer):
     """Builds relgen nodes during the LALR parse (lark's `transformer=`): no lark tree.
 
@@ -467,18 +474,20 @@ class _ToNodes(Transformer):
         directive = _PREPROCESSOR_DIRECTIVE.match(body).group(0)  # type: ignore[union-attr]
         return Preprocessor(str(token), *_position(token), directive=directive)
 
-    def operands(self, children: list) -> list:
-        # operands and their `,`/`=` separators taking turns, grown one operand at a time
+    # Repetitions (`operands`, `items`, `lines`) are left recursion in the grammar, `x: y |
+    # x y`: the first reduction's children start a list, each later one grows it.
+    def _grow(self, children: list) -> list:
         grown = children[0]
         if type(grown) is list:
             grown += children[1:]
             return grown
         return children
 
+    operands = items = lines = _grow
+
     def instruction(self, children: list) -> Instruction:
         # [PREDICATE] NAME, then operands and their `,`/`=` separators taking turns
-        if type(children[-1]) is list:
-            children[-1:] = children[-1]
+        _splice(children, -1)
         first = children[0]
         head_length = 2 if first.type == "PREDICATE" else 1
         separators = children[head_length + 1::2]
@@ -496,8 +505,7 @@ class _ToNodes(Transformer):
 
     def directive(self, children: list) -> Directive:
         # DOTNAME, then operands and their separators taking turns
-        if type(children[-1]) is list:
-            children[-1:] = children[-1]
+        _splice(children, -1)
         first = children[0]
         return Directive(_text(children), *_position(first), name=strip_space(first),
                          operands=tuple(children[1::2]))
@@ -508,40 +516,22 @@ class _ToNodes(Transformer):
                          args=split_macro_args(args))
 
     # --- lines
-    def items(self, children: list) -> list[Item]:
-        # the items of a line before its last statement, grown one or two at a time
-        grown = children[0]
-        if type(grown) is list:
-            grown += children[1:]
-            return grown
-        return children
-
     def line(self, children: list) -> Line:
         ending = children.pop()
-        if children and type(children[0]) is list:
-            children[:1] = children[0]
+        _splice(children, 0)
         return Line(tuple(children), str(ending), _line_number(children, ending))
 
     def last_line(self, children: list) -> Line:
-        if type(children[0]) is list:
-            children[:1] = children[0]
+        _splice(children, 0)
         # no newline: the line ends in white space (the one token among nodes) or nothing
         if isinstance(children[-1], Token):
             space = children.pop()
             return Line(tuple(children), str(space), _line_number(children, space))
         return Line(tuple(children), "", _line_number(children, None))
 
-    def lines(self, children: list) -> list[Line]:
-        grown = children[0]
-        if type(grown) is list:
-            grown.append(children[1])
-            return grown
-        return children
-
     def start(self, children: list) -> tuple[Line, ...]:
         # [lines] [last_line]
-        if children and type(children[0]) is list:
-            children[:1] = children[0]
+        _splice(children, 0)
         return tuple(children)
 
 
