@@ -19,7 +19,13 @@ from pathlib import Path
 
 from . import render, tools
 from .errors import RelgenError
-from .names import HEADER_INCLUDE, KEXEC_H_PATH, MACHINE_KEXEC_PATH
+from .names import (
+    CODE_PAGE_MACRO,
+    HEADER_INCLUDE,
+    KEXEC_H_PATH,
+    MACHINE_KEXEC_PATH,
+    STACKS_SIZE_MACRO,
+)
 
 TYPEDEF = "relocate_new_kernel_t"
 #: The field of `struct kimage_arch` that holds the one block of control pages for the stacks.
@@ -63,8 +69,8 @@ def semantic_patches(facts: render.HeaderFacts) -> dict[str, str]:
         "entry": facts.entry,
         "typedef": TYPEDEF,
         "header_include": HEADER_INCLUDE,
-        "code_page_macro": render.CODE_PAGE_MACRO,
-        "stacks_size_macro": render.STACKS_SIZE_MACRO,
+        "code_page_macro": CODE_PAGE_MACRO,
+        "stacks_size_macro": STACKS_SIZE_MACRO,
         "stacks_field": STACKS_FIELD,
         "existing_count": len(facts.existing_arguments),
         "areas": areas,
@@ -167,10 +173,10 @@ def caller_problems(sources: CallerSources, facts: render.HeaderFacts) -> list[s
     problems = []
     if not re.search(rf"#\s*include\s*<{re.escape(HEADER_INCLUDE)}>", kexec_h):
         problems.append(f"include_header: {KEXEC_H_PATH} does not include <{HEADER_INCLUDE}>")
-    if not re.search(rf"#\s*define\s+KEXEC_CONTROL_PAGE_SIZE\s+{render.CODE_PAGE_MACRO}\s*$",
+    if not re.search(rf"#\s*define\s+KEXEC_CONTROL_PAGE_SIZE\s+{CODE_PAGE_MACRO}\s*$",
                      kexec_h, re.M):
         problems.append(f"control_page_size: KEXEC_CONTROL_PAGE_SIZE is "
-                        f"{control_page_size(kexec_h) or 'not'} {render.CODE_PAGE_MACRO}")
+                        f"{control_page_size(kexec_h) or 'not'} {CODE_PAGE_MACRO}")
     declared = prototype_arguments(kexec_h, facts.entry)
     if declared != wanted:
         problems.append(f"prototype: {facts.entry} is declared with {declared} parameters, "

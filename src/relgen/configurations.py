@@ -27,12 +27,16 @@ class Configuration:
     switches: tuple[tuple[str, bool], ...] = ()  # set by relgen: (name, on)
 
     @property
-    def cpp_flags(self) -> tuple[str, ...]:
+    def given_flags(self) -> list[str]:
+        """The user's -D and -U, as cpp takes them."""
         flags = [f"-D{name}" if value is None else f"-D{name}={value}"
                  for name, value in self.defines]
-        flags += [f"-U{name}" for name in self.undefines]
-        flags += [f"-D{name}" if on else f"-U{name}" for name, on in self.switches]
-        return tuple(flags)
+        return flags + [f"-U{name}" for name in self.undefines]
+
+    @property
+    def cpp_flags(self) -> tuple[str, ...]:
+        switched = [f"-D{name}" if on else f"-U{name}" for name, on in self.switches]
+        return tuple(self.given_flags + switched)
 
     @property
     def fixed(self) -> frozenset[str]:
@@ -48,9 +52,8 @@ class Configuration:
 
     def describe(self) -> str:
         """`CONFIG_XEN on`, `CONFIG_XEN off, CONFIG_SMP on`, or `as given`."""
-        given = [f"-D{n}" if v is None else f"-D{n}={v}" for n, v in self.defines]
-        given += [f"-U{n}" for n in self.undefines]
-        words = [f"{name} {'on' if on else 'off'}" for name, on in self.switches] + given
+        words = [f"{name} {'on' if on else 'off'}" for name, on in self.switches]
+        words += self.given_flags
         return ", ".join(words) or "as given"
 
     @property

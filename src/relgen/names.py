@@ -24,6 +24,11 @@ SOURCE_NAME = "relocate_kernel.S"
 HEADER_NAME = "kexec_control_page.h"
 PATCH_NAME = "relocate_kernel.patch"
 
+#: The header's macros that the C callers and the .S use by name.
+CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"
+CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
+STACKS_SIZE_MACRO = "KEXEC_CONTROL_STACKS_SIZE"
+
 MACRO_PREFIX = "KEXEC_"
 
 

@@ -29,7 +29,7 @@ from .measure import (
     require_regular_file,
     source_map,
 )
-from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME
+from .names import DEFAULT_ENTRY, HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME
 from .region import check_procedures_closed
 from .rewrite import RewriteResult, rewrite_control_page
 from .syntax import unparse
@@ -98,7 +98,7 @@ def _header_facts(source: SourceFile, result: RewriteResult,
 
 
 def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
-               entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
+               entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
                configuration: Configuration = AS_GIVEN) -> Regeneration:
     """Rewrite, assemble both files in every configuration, and measure them. Nothing is
     written outside workdir."""
@@ -306,7 +306,7 @@ class RewriteRun:
 
 
 def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
-                entry: str = "relocate_new_kernel", include_dirs: Sequence[Path] = (),
+                entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
                 author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
                 configuration: Configuration = AS_GIVEN) -> RewriteRun:
     """Rewrite, assemble, verify as `relgen verify` does, and render every output.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from . import expr as ex
 from .errors import RelgenError
-from .names import size_macro
+from .names import DEFAULT_ENTRY, size_macro
 from .syntax import Directive, Instruction, Item, Label, Line, MacroCall, Module, Preprocessor
 
 STUB_INSTRUCTIONS = 8  # an entry this short only jumps elsewhere (the Xen hypervisor's)
@@ -212,7 +212,7 @@ def _area_size(directive: Directive) -> int | None:
     return values[0].constant
 
 
-def find_region(module: Module, entry: str = "relocate_new_kernel",
+def find_region(module: Module, entry: str = DEFAULT_ENTRY,
                 end_label: str | None = None) -> ControlPageRegion:
     """Locate the control-page region of `entry` and split it into code and data areas.
 
@@ -417,15 +417,18 @@ def _area_names(module: Module, start: int, directive_index: int, body: range
     return first, names
 
 
+#: Directives that lay down neither code nor data: a procedure's end and symbol attributes.
+_LAYS_NOTHING_DOWN = PROCEDURE_CLOSERS | {".align", ".global", ".globl", ".type", ".size"}
+
+
 def _is_code(line: Line) -> bool:
     """A line that lays down code or data words (not the END of a procedure)."""
     for item in line.statements():
         if isinstance(item, Instruction):
             return True
-        if isinstance(item, Directive) and item.name not in (".endp", ".align", ".global",
-                                                             ".globl", ".type", ".size"):
+        if isinstance(item, Directive) and item.name not in _LAYS_NOTHING_DOWN:
             return True
-        if isinstance(item, MacroCall) and item.name != "END":
+        if isinstance(item, MacroCall) and item.name not in PROCEDURE_CLOSERS:
             return True
     return False
 

@@ -18,7 +18,14 @@ from typing import NamedTuple, NoReturn
 import jinja2
 
 from relgen.errors import RelgenError
-from relgen.names import HEADER_PATH, PAGE_SIZES, offset_macro
+from relgen.names import (
+    CODE_PAGE_MACRO,
+    CODE_SIZE_MACRO,
+    HEADER_PATH,
+    PAGE_SIZES,
+    STACKS_SIZE_MACRO,
+    offset_macro,
+)
 from relgen.patch import PLACEHOLDER_IDENTITY
 from relgen.resources import data_dir
 
@@ -37,11 +44,6 @@ UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS: tuple[str, ...] = (
 IA64_PAGE_SIZES = PAGE_SIZES
 
 #: Where the header goes in a kernel tree.
-
-#: The header's macros that the C callers and the .S use by name.
-CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"
-CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
-STACKS_SIZE_MACRO = "KEXEC_CONTROL_STACKS_SIZE"
 
 
 # fits on one `Subject: [PATCH] ` line of 78 columns, so no mail reader has to unfold it

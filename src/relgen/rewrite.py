@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from . import expr as ex
 from .errors import RelgenError
-from .names import HEADER_INCLUDE
+from .names import CODE_PAGE_MACRO, DEFAULT_ENTRY, HEADER_INCLUDE
 from .region import (
     CONDITIONAL_OPENERS,
     ControlPageRegion,
@@ -46,8 +46,6 @@ from .syntax import (
     parse_statement,
 )
 
-#: The header's macro for the bytes allocated for the code (render.CODE_PAGE_MACRO).
-CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
 # for another, since A-unit instructions run in the same M or I slot of a bundle.
 ADD_MNEMONICS = frozenset({"add", "adds", "addl"})
@@ -242,11 +240,10 @@ def _rebased_operands(
     if offset_text != "0":
         # every size a configuration gives the area must fit
         values = [size + constant for size in area.sizes]
-        value = values[0] if values else constant
         text = offset_text + (f" - {-constant}" if constant < 0 else
                               f" + {constant}" if constant > 0 else "")
     else:
-        values = [value := constant]
+        values = [constant]
         text = str(constant)
     for offset in values:
         if offset not in IMM14_RANGE:
@@ -255,7 +252,7 @@ def _rebased_operands(
                          f"{IMM14_RANGE.stop - 1}); relgen will not change the code it "
                          "generates")
     comma = next((s for s in item.separators[1:] if s.strip() == ","), ",")
-    if value == 0 and offset_text == "0":
+    if offset_text == "0" and constant == 0:
         return _reparsed(item, "mov", [register], comma)
     return _reparsed(item, "adds" if item.mnemonic == "addl" else item.mnemonic,
                      [text, register], comma)
@@ -463,12 +460,8 @@ def include_header(module: Module) -> Module:
             last = index
         elif statements and not all(isinstance(i, Preprocessor) for i in statements):
             break
-    ending = _line_ending(module)
-    new_line = parse(f"#include <{HEADER_INCLUDE}>{ending}").lines[0]
     at = 0 if last is None else last + 1
-    lines = list(module.lines)
-    lines.insert(at, replace(new_line, number=lines[at - 1].number if at else 1))
-    return module.with_lines(lines)
+    return _insert_parsed(module, at, f"#include <{HEADER_INCLUDE}>{_line_ending(module)}")
 
 
 def _line_ending(module: Module) -> str:
@@ -531,7 +524,7 @@ def guard_code_size(module: Module, region: ControlPageRegion) -> Module:
 # ------------------------------------------------------------------------ all passes
 
 
-def rewrite_control_page(module: Module, entry: str = "relocate_new_kernel") -> RewriteResult:
+def rewrite_control_page(module: Module, entry: str = DEFAULT_ENTRY) -> RewriteResult:
     """Run every pass. A file already in code-first layout comes back unchanged."""
     region = find_region(module, entry)
     alloc = find_alloc(module, region)
