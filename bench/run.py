@@ -312,13 +312,6 @@ def user_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def interpreter_seconds() -> float:
-    """Wall time of a fresh interpreter doing nothing: the floor of any `relgen` command."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "pass"], check=True)
-    return time.perf_counter() - start
-
-
 def startup_run(tmpdir: str) -> dict[str, float]:
     # relgen keeps lark's compiled grammar in $XDG_CACHE_HOME/relgen: a private
     # XDG_CACHE_HOME gives a cold or warm cache without touching the user's one
@@ -342,7 +335,8 @@ def heaviest_imports(count: int = 3) -> list[tuple[int, str]]:
 
 
 def report_startup(repeat: int) -> None:
-    interpreter = min(interpreter_seconds() for _ in range(repeat))
+    # a fresh interpreter doing nothing: the floor of any `relgen` command
+    interpreter = best_process(repeat, [sys.executable, "-c", "pass"])
     cold: list[dict[str, float]] = []
     warm: list[dict[str, float]] = []
     cache_written = False

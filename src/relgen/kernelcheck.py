@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import tools, verify
-from .kbuild import RELOCATE_KERNEL as RELOCATE_KERNEL_PATH
 from .kbuild import KernelTree
+from .names import KEXEC_H_PATH, MACHINE_KEXEC_PATH, RELOCATE_KERNEL_PATH
 from .resources import data_dir
 from .verify import Check
 
 CACHE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_CHECK_CACHE"
 KEXEC_HEADER = "asm/kexec.h"
-RELOCATE_KERNEL_UNIT = "arch/ia64/kernel/relocate_kernel.o"
+RELOCATE_KERNEL_UNIT = str(PurePosixPath(RELOCATE_KERNEL_PATH).with_suffix(".o"))
 ARCH = "ia64"
 CROSS_COMPILE = "ia64-linux-gnu-"
 # What Kbuild needs of a tree for defconfig and prepare (a partial extraction lacks them).
@@ -146,7 +146,7 @@ def tree_key(tree: KernelTree) -> str:
     """The prepared build's key: the tree's place and the state of what Kbuild reads first."""
     digest = hashlib.sha256(f"{CACHE_VERSION}\0{tree.root.resolve()}".encode())
     for name in (*KBUILD_FILES, ".relgen-extracted", "include/linux/kexec.h",
-                 "arch/ia64/include/asm/kexec.h"):
+                 KEXEC_H_PATH):
         path = tree.root / name
         if path.is_file():
             stat = path.stat()
@@ -494,8 +494,7 @@ def restore(tree: Path, source: Path) -> None:
 # ------------------------------------------------------------------- the verify hook
 
 
-C_SIDE = ("arch/ia64/include/asm/kexec.h", "arch/ia64/kernel/machine_kexec.c")
-RELOCATE_KERNEL = RELOCATE_KERNEL_PATH.as_posix()
+C_SIDE = (KEXEC_H_PATH, MACHINE_KEXEC_PATH)
 _PATCHED_FILE = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
 
 
@@ -531,10 +530,10 @@ def check_output(inputs: verify.Inputs, *, required: bool = False,
     own = tree.relocate_kernel
     if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
         return [not_run(f"the input {inputs.original.shown} is not the tree's own "
-                        f"{RELOCATE_KERNEL}", required=required)]
+                        f"{RELOCATE_KERNEL_PATH}", required=required)]
     if inputs.patch_path is None:
         return [not_run("the output has no patch", required=required)]
-    originals = {RELOCATE_KERNEL: inputs.original.text.encode("utf-8")}
+    originals = {RELOCATE_KERNEL_PATH: inputs.original.text.encode("utf-8")}
     changed = changed_files_from_patch(inputs.patch_path, originals, tree.root)
     if isinstance(changed, str):
         return [not_run(changed, required=required)]

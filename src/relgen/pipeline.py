@@ -29,7 +29,14 @@ from .measure import (
     require_regular_file,
     source_map,
 )
-from .names import DEFAULT_ENTRY, HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME
+from .names import (
+    DEFAULT_ENTRY,
+    HEADER_INCLUDE,
+    HEADER_NAME,
+    PAGE_SIZES,
+    PATCH_NAME,
+    SOURCE_NAME,
+)
 from .region import check_procedures_closed
 from .rewrite import RewriteResult, rewrite_control_page
 from .syntax import unparse
@@ -226,7 +233,7 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         signed_off_by=patch.parse_identity(author),
         existing_arguments=regen.header_facts.existing_arguments,
         control_memory=control_memory(before_size, regen.header_facts.code_page_size,
-                                      regen.header_facts.stacks_size, render.IA64_PAGE_SIZES),
+                                      regen.header_facts.stacks_size, PAGE_SIZES),
         callers_changed=regen.caller_sources is not None,
         configurations=regen.configurations.describe()
         if regen.configurations and regen.configurations.switches else None,

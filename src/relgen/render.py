@@ -40,11 +40,6 @@ UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS: tuple[str, ...] = (
     "unsigned long pal_addr",
 )
 
-#: The page sizes an ia64 kernel can be built with (CONFIG_IA64_PAGE_SIZE_*).
-IA64_PAGE_SIZES = PAGE_SIZES
-
-#: Where the header goes in a kernel tree.
-
 
 # fits on one `Subject: [PATCH] ` line of 78 columns, so no mail reader has to unfold it
 DEFAULT_SUBJECT = "ia64/kexec: put all control page code first, pass stacks in"
@@ -87,7 +82,7 @@ class HeaderFacts:
     code_size: int  # bytes of code in the control page
     data_areas: tuple[DataAreaFacts, ...]
     entry_points: tuple[EntryPointFacts, ...]
-    page_sizes: tuple[int, ...] = IA64_PAGE_SIZES
+    page_sizes: tuple[int, ...] = PAGE_SIZES
     existing_arguments: tuple[str, ...] = UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS
 
     def __post_init__(self) -> None:
@@ -137,7 +132,7 @@ class PatchFacts:
     after_size: int  # control page needed now: KEXEC_CONTROL_CODE_PAGE_SIZE
     code_size: int  # bytes of code in the regenerated control page
     instructions_rewritten: int  # one-for-one rewrites of stack address instructions
-    page_sizes: tuple[int, ...] = IA64_PAGE_SIZES
+    page_sizes: tuple[int, ...] = PAGE_SIZES
     instructions_compared: int | None = None  # instructions compared between both objects
     before_region_size: int | None = None  # bytes the old control page held (code + areas)
     code_after_data: tuple[str, ...] = ()  # procedures that followed the areas (2006 shape)

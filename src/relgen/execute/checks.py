@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import layout
-from ..kbuild import DEFAULT_PAGE_SIZE
 from ..kexec_image import KERNEL_REGION_BASE, KexecImage, make_image
+from ..names import DEFAULT_PAGE_SIZE
 from .machine import (
     PSR_BN,
     PSR_DT,
@@ -143,10 +143,10 @@ def run_side(side: Side, image: KexecImage, sizes: Mapping[str, int], *,
 
 def _shown(value: int, outcome: Outcome) -> str:
     """A value as the new kernel would see it: an area address as area + offset."""
-    for name, (address, size) in outcome.areas.items():
-        if address <= value < address + size:
-            return f"{name}+{value - address:#x}"
-    return f"{value:#x}"
+    name = _area_of(value, outcome)
+    if name is None:
+        return f"{value:#x}"
+    return f"{name}+{value - outcome.areas[name][0]:#x}"
 
 
 def handed_over(outcome: Outcome) -> dict[str, str]:
