@@ -214,10 +214,9 @@ def patch_files(regen: Regeneration) -> list[patch.FileChange]:
 
 
 def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
-               instructions_compared: int | None = None, *,
-               author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
-               changes: Sequence[patch.FileChange] | None = None) -> str:
-    """The format-patch mail of the whole change (`changes`, else `patch_files`), by git."""
+               changes: Sequence[patch.FileChange], instructions_compared: int | None = None,
+               *, author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
+    """The format-patch mail of the whole change (`changes`, from `patch_files`), by git."""
     source = regen.source
     before_size = control_page_size_before(tree) or regen.before.size
     facts = render.PatchFacts(
@@ -238,7 +237,7 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         configurations=regen.configurations.describe()
         if regen.configurations and regen.configurations.switches else None,
     )
-    mail = patch.format_patch(changes or patch_files(regen), subject=render.DEFAULT_SUBJECT,
+    mail = patch.format_patch(changes, subject=render.DEFAULT_SUBJECT,
                               body=render.render_commit_message(facts), author=author,
                               date=date or patch.FIXED_DATE)
     return mail.decode("utf-8")
@@ -332,7 +331,8 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         changes_job = background.submit(patch_files, regen) if regen.changed else None
         staged = work / "staged"
         staged.mkdir()
-        for name, data in primary_outputs(regen).items():
+        primary = primary_outputs(regen)
+        for name, data in primary.items():
             (staged / name).write_bytes(data)
         new = SourceFile(staged / SOURCE_NAME, SOURCE_NAME, regen.new_text, regen.result.module)
         inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
@@ -341,27 +341,24 @@ def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
         checked.mkdir()
         objects = verify.check_objects(inputs, checked, verify.page_sizes_for(tree))
 
-        def staged_patch() -> tuple[tuple[patch.FileChange, ...], bytes | None,
-                                    list[verify.Check]]:
-            """The changed files, the mail and its checks; after spatch, in its thread."""
-            changes = tuple(changes_job.result()) if changes_job is not None else ()
-            mail = patch_text(regen, tree, objects.instructions_compared, author=author,
-                              date=date, changes=changes).encode("utf-8") \
-                if regen.changed else None
-            if not objects.passed:
-                return changes, mail, []  # the patch of objects that differ is not checked
-            patch_path = staged / PATCH_NAME if mail is not None else None
-            if patch_path is not None:
-                patch_path.write_bytes(mail)
-            return changes, mail, verify.patch_checks(replace(inputs, patch_path=patch_path),
-                                                      checked)
+        made: dict[str, bytes] = {}  # the mail, once the patch job made it
 
-        patch_job = background.submit(staged_patch)
+        def staged_patch() -> list[verify.Check]:
+            """The mail and its checks, after spatch: beside the execution checks."""
+            if regen.changed:
+                made[PATCH_NAME] = patch_text(regen, tree, changes_job.result(),
+                                              objects.instructions_compared, author=author,
+                                              date=date).encode("utf-8")
+            if not objects.passed:
+                return []  # the patch of objects that differ is not checked
+            patch_path = staged / PATCH_NAME if made else None
+            if patch_path is not None:
+                patch_path.write_bytes(made[PATCH_NAME])
+            return verify.patch_checks(replace(inputs, patch_path=patch_path), checked)
+
         checks = objects.checks + tuple(verify.checks_after_objects(
-            inputs, objects, checked, QUICK, patch_job=None))
-        files = {**primary_outputs(regen), **layout_report(regen, kbuild.PAGE_SIZES)}
-        changes, mail, patch_checks = patch_job.result()
-    if mail is not None:
-        files[PATCH_NAME] = mail
-    return RewriteRun(regen, files, changes, checks + tuple(patch_checks),
-                      objects.instructions_compared, objects.layout_text)
+            inputs, objects, checked, QUICK, patch_job=staged_patch))
+        changes = tuple(changes_job.result()) if changes_job is not None else ()
+    files = {**primary, **layout_report(regen, PAGE_SIZES), **made}
+    return RewriteRun(regen, files, changes, checks, objects.instructions_compared,
+                      objects.layout_text)

@@ -25,7 +25,15 @@ from .elf import ObjectFile, load_object
 from .errors import RelgenError
 from .execute.checks import FULL, ExecutionPlan, execution_evidence
 from .measure import SourceFile, configurations_of, kernel_path, load_source, source_map
-from .names import HEADER_INCLUDE, HEADER_NAME, PATCH_NAME, SOURCE_NAME, offset_macro, size_macro
+from .names import (
+    CODE_SIZE_MACRO,
+    HEADER_INCLUDE,
+    HEADER_NAME,
+    PATCH_NAME,
+    SOURCE_NAME,
+    offset_macro,
+    size_macro,
+)
 from .render import read_typedef_arguments
 from .rewrite import RewriteResult, rewrite_control_page
 
@@ -414,16 +422,13 @@ def check_relocations(twin: Twin) -> Check:
 DEFINE = re.compile(r"^#define\s+(KEXEC_[A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|[0-9]+)\s*$", re.M)
 
 
-def check_header_numbers(header: str, twin: Twin, data_areas: Sequence[str],
-                         macros: dict[str, str] | None = None) -> Check:
+def check_header_numbers(twin: Twin, data_areas: Sequence[str], macros: dict[str, str]
+                         ) -> Check:
     """The header's numbers against the object's; `macros` are the header's macros as cpp
-    sees them in the twin's configuration (by default, every #define of the text)."""
-    if macros is None:
-        defined = {name: int(value, 0) for name, value in DEFINE.findall(header)}
-    else:
-        defined = {name: int(value, 0) for name, value in macros.items()
-                   if DEFINE.match(f"#define {name} {value}")}
-    expected = {"KEXEC_CONTROL_CODE_SIZE": twin.after.size}
+    sees them in the twin's configuration."""
+    defined = {name: int(value, 0) for name, value in macros.items()
+               if DEFINE.match(f"#define {name} {value}")}
+    expected = {CODE_SIZE_MACRO: twin.after.size}
     sizes = {s.name: s.size for s in twin.before.symbols}
     for area in data_areas:
         expected[size_macro(area)] = sizes.get(area, -1)
@@ -612,7 +617,7 @@ def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
     checks.append(check_relocations(twin))
     macros = kbuild.header_macros(inputs.header_text, work / f"header-{twin.configuration.folder}",
                                   twin.configuration.cpp_flags)
-    checks.append(check_header_numbers(inputs.header_text, twin, areas, macros))
+    checks.append(check_header_numbers(twin, areas, macros))
     text = ("before:\n" + layout.render_text(twin.before, page_sizes)
             + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
     return sum(len(pair.new) for pair in pairs), checks, text
