@@ -68,3 +68,16 @@ def without_dac_override(path: Path) -> list[str] | None:
     probe = subprocess.run([*prefix, sys.executable, "-c", "import sys; open(sys.argv[1])",
                             str(path)], capture_output=True, text=True)
     return prefix if "PermissionError" in probe.stderr else None
+
+
+def broken_copy(out: Path, tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """A copy of an output folder with `old` replaced by `new` once in its file `name`."""
+    copy = tmp_path / "broken"
+    copy.mkdir()
+    for path in out.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    target = copy / name
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new, 1))
+    return copy

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, broken_copy
 from relgen import kbuild
 from relgen.cli import main
 from relgen.execute.checks import ExecutionPlan, execution_evidence, handed_over, run_side
@@ -144,18 +144,6 @@ def test_an_entry_ec_of_2_breaks_the_original_copy(outputs: dict[str, tuple[Path
     assert "  so this shows only that both versions behave alike up to there" in lines
 
 
-def broken(out: Path, tmp_path: Path, old: str, new: str) -> Path:
-    copy = tmp_path / "broken"
-    copy.mkdir()
-    for path in out.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    target = copy / "relocate_kernel.S"
-    text = target.read_text()
-    assert old in text
-    target.write_text(text.replace(old, new, 1))
-    return copy
-
-
 @pytest.mark.parametrize(("shape", "old", "new", "failing"), [
     ("6.1", "add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4\n\tmov r8=in5",
      "add sp=KEXEC_MEMORY_STACK_SIZE - 16,in5\n\tmov r8=in4",
@@ -179,7 +167,7 @@ def test_broken_outputs_fail_the_execution_check_by_name(
         shape: str, old: str, new: str, failing: str, outputs: dict[str, tuple[Path, Path]],
         upstream_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, source = outputs[shape]
-    copy = broken(out, tmp_path, old, new)
+    copy = broken_copy(out, tmp_path, "relocate_kernel.S", old, new)
     assert main(["verify", str(copy), "--original", str(source),
                  "--kernel-tree", str(upstream_tree), "--no-kernel-checks"]) == 1
     report = capsys.readouterr().out

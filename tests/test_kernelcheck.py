@@ -89,10 +89,6 @@ def four_file_patch(tree: Path, change: dict[str, bytes], work: Path) -> str:
     return _git(repository, "diff", "--cached")
 
 
-def _by_name(checks: list[Check]) -> dict[str, Check]:
-    return {c.name: c for c in checks}
-
-
 def _named(checks: list[Check], prefix: str) -> Check:
     (found,) = [c for c in checks if c.name.startswith(prefix)]
     return found

@@ -371,6 +371,7 @@ def test_names_inside_the_bar_stay_inside_their_piece(
                   if r.get("class") == "data"}
         inside = [(box, t) for box, t in text_boxes(root) if t.get("class") == "area-label"
                   and t.get("fill") == "#fff"]
+        assert inside, (shape, page_sizes)  # else the loop below would assert nothing
         for box, text in inside:
             piece = pieces[text.get("data-symbol")]
             x, y = float(piece.get("x", "0")), float(piece.get("y", "0"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, broken_copy
 from relgen import kbuild
 from relgen.cli import main
 from relgen.elf import load_object
@@ -226,18 +226,6 @@ def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert "the input is not the tree's own arch/ia64/kernel/relocate_kernel.S" in out
     assert "0 failed" in out
-
-
-def broken_copy(out: Path, tmp_path: Path, name: str, old: str, new: str) -> Path:
-    copy = tmp_path / "broken"
-    copy.mkdir()
-    for path in out.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    target = copy / name
-    text = target.read_text()
-    assert old in text
-    target.write_text(text.replace(old, new, 1))
-    return copy
 
 
 @pytest.mark.parametrize(("name", "old", "new", "failing"), [

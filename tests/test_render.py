@@ -65,7 +65,7 @@ PATCH_FACTS = PatchFacts(
 # Header
 
 
-def test_header_text_and_determinism() -> None:
+def test_header_text() -> None:
     text = render_header(HEADER_FACTS)
     lines = text.split("\n")
     assert lines[0] == "/* SPDX-License-Identifier: GPL-2.0-only */"
