@@ -12,11 +12,11 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup
-	$(PY) -m ruff check src tests bench setup.py
+	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m ruff check src tests bench setup.py
+	$(PY) -m ruff check src tests bench
 
 fuzz: setup
 	RELGEN_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py

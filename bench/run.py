@@ -8,7 +8,7 @@ machine, not to the code). Sections:
       files with cpp + ia64-linux-gnu-as -x, one subprocess after another (relgen.kbuild's
       assemble(), the recipe relgen itself uses);
   (b) `relgen rewrite` end to end on relocate_kernel.S versus cpp + as of that one file;
-  (c) start-up: interpreter, `import lark`, `import relgen.syntax`, and the grammar load with
+  (c) start-up: interpreter, `import lark`, `import relgen.source.parser`, and the grammar load with
       lark's cache file absent (cold) and present (warm), each in a fresh interpreter;
   (d) a cProfile of the corpus parse: the top functions by own time, and the split between
       lark's lexer, relgen's node building and lark's LALR parser;
@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relgen.errors import RelgenError
-from relgen.kbuild import KernelTree, assemble, find_kernel_tree
-from relgen.syntax import parse, read_source, unparse
+from relgen.source.parser import parse_module, read_source, unparse
+from relgen.toolchain.assemble import assemble
+from relgen.toolchain.tree import KernelTree, find_kernel_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 # the venv's scripts sit next to its interpreter, which is the one running this file
@@ -134,7 +135,7 @@ class CorpusTimes:
 
 def round_trip(path: Path) -> None:
     text = read_source(path)
-    if unparse(parse(text, str(path))) != text:
+    if unparse(parse_module(text, str(path))) != text:
         raise SystemExit(f"bench: round trip failed on {path}; fix the parser first")
 
 
@@ -236,7 +237,8 @@ def best_process(repeat: int, command: Sequence[str], env: dict[str, str] | None
 
 
 # What every `relgen rewrite` imports before it reads a byte.
-_REWRITE_IMPORTS = "import relgen.cli, relgen.pipeline, relgen.verify, relgen.execute.checks"
+_REWRITE_IMPORTS = ("import relgen.cli, relgen.pipeline, relgen.checks.runner, "
+                    "relgen.checks.execution.evidence")
 
 
 def report_rewrite(tree: KernelTree, repeat: int) -> None:
@@ -297,7 +299,7 @@ import json, time
 start = time.perf_counter()
 import lark
 with_lark = time.perf_counter()
-import relgen.syntax as syntax
+import relgen.source.parser as syntax
 imported = time.perf_counter()
 syntax.parse("", "<bench>")  # the first parse loads the grammar; "" costs nothing more
 loaded = time.perf_counter()
@@ -322,8 +324,10 @@ def startup_run(tmpdir: str) -> dict[str, float]:
 
 
 def heaviest_imports(count: int = 3) -> list[tuple[int, str]]:
-    """The modules with the most own import time in `import relgen.syntax` (-X importtime)."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import relgen.syntax"],
+    """The modules with the most own import time in `import relgen.source.parser`
+    (-X importtime)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                             "import relgen.source.parser"],
                             capture_output=True, text=True, check=True, env=user_environment())
     rows: list[tuple[int, str]] = []
     for line in result.stderr.splitlines():
@@ -355,8 +359,8 @@ def report_startup(repeat: int) -> None:
     rows = [
         ("interpreter start (python -c pass, wall)", interpreter),
         ("import lark", lark_import),
-        ("import relgen.syntax, lark already imported", relgen_import),
-        ("import relgen.syntax in all", min(r["lark"] + r["relgen"] for r in runs)),
+        ("import relgen.source.parser, lark already imported", relgen_import),
+        ("import relgen.source.parser in all", min(r["lark"] + r["relgen"] for r in runs)),
         ("grammar load, cold (no lark cache file)", cold_load),
         ("grammar load, warm (lark cache file present)", warm_load),
     ]
@@ -364,7 +368,8 @@ def report_startup(repeat: int) -> None:
         print(f"    {label:<46} {seconds:>8.4f}")
     print(f"    cache speed-up: {ratio(cold_load, warm_load)}x; cache file written by the cold "
           f"run: {'yes' if cache_written else 'NO'}")
-    print("    heaviest modules of `import relgen.syntax`, own time (-X importtime, one run):")
+    print("    heaviest modules of `import relgen.source.parser`, own time "
+          "(-X importtime, one run):")
     for micros, module in heaviest_imports():
         print(f"      {module:<44} {micros / 1e6:>8.4f}")
 
@@ -388,11 +393,11 @@ def _where(key: tuple[str, int, str]) -> str:
 def report_profile(tree: KernelTree, top: int = 5) -> None:
     texts = [(str(p), read_source(p)) for p in corpus(tree.root)]
     for path, text in texts:  # warm-up, so the profile holds no grammar load
-        parse(text, path)
+        parse_module(text, path)
     profiler = cProfile.Profile()
     profiler.enable()
     for path, text in texts:
-        parse(text, path)
+        parse_module(text, path)
     profiler.disable()
     stats = pstats.Stats(profiler)
     entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table here
@@ -428,7 +433,7 @@ def _in_package(key: tuple[str, int, str], package: str) -> bool:
 
 # What `relgen parse` costs before it reads a byte: the interpreter, the imports of its code
 # path and the grammar (from lark's cache file).
-_PARSE_START_UP = "import relgen.cli, relgen.syntax as syntax; syntax.parse('')"
+_PARSE_START_UP = "import relgen.cli, relgen.source.parser as syntax; syntax.parse_module('')"
 
 
 def report_parse_check(tree: KernelTree, repeat: int) -> None:
@@ -497,8 +502,8 @@ def report_growth(tree: KernelTree, repeat: int) -> None:
     base: tuple[float, float] | None = None
     for copies in GROWTH_COPIES:
         big = text * copies
-        module = parse(big)
-        parse_s = best_of(repeat, lambda big=big: parse(big))
+        module = parse_module(big)
+        parse_s = best_of(repeat, lambda big=big: parse_module(big))
         rewrite_s = best_of(repeat, lambda module=module: rewrite_passes(module))
         if base is None:
             base = (parse_s, rewrite_s)
@@ -511,8 +516,8 @@ def report_growth(tree: KernelTree, repeat: int) -> None:
 
 
 def report_execution(tree: KernelTree, repeat: int) -> None:
-    from relgen.execute.checks import FULL, QUICK, execution_evidence
-    from relgen.verify import (
+    from relgen.checks.execution.evidence import FULL, QUICK, execution_evidence
+    from relgen.checks.runner import (
         assemble_twins,
         check_objects,
         checks_after_objects,

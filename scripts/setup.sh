@@ -35,7 +35,7 @@ fi
 
 # Python: a project venv, so nothing depends on the system's site-packages.
 stamp="$VENV/.relgen-installed"
-want="$(sha256sum pyproject.toml setup.py | sha256sum | cut -c1-16)"
+want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
@@ -44,6 +44,22 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$VENV/bin/python" -m pip install -q -e ".[test]"
     echo "$want" > "$stamp"
+fi
+
+# Wheels of what relgen needs to be built and installed (its dependencies and its build
+# backend), so that a test can install relgen the ordinary ways, `pip install .` and the
+# built wheel, into a fresh venv without the network.
+WHEELS="$CACHE/wheels"
+wstamp="$WHEELS/.relgen-stamp"
+if [ "$(cat "$wstamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: pip wheel of relgen's dependencies into $WHEELS"
+    rm -rf "$WHEELS"
+    mapfile -t requirements < <("$VENV/bin/python" -c '
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))
+print("\n".join(project["build-system"]["requires"] + project["project"]["dependencies"]))')
+    "$VENV/bin/python" -m pip wheel -q -w "$WHEELS" "${requirements[@]}"
+    echo "$want" > "$wstamp"
 fi
 
 # Upstream: the whole tree, into the ignored cache. Kbuild (defconfig, prepare and the

@@ -1,7 +1,11 @@
-"""Shared fixtures: the upstream tree and the ia64 toolchain.
+"""Shared fixtures: a machine-independent environment, the upstream tree and the toolchain.
 
-Tests that need them skip on a developer machine without them, and fail under CI=true:
-CI installs both through `make setup`, so their absence there is a defect, not a reason to skip.
+Every test runs in the same environment whatever the machine: an empty home, no git identity
+or git configuration, a cache folder of the session's own, and the kernel checks' cache of
+this checkout (`.cache/kernel-checks`, which tests may find empty: they make what they need).
+Tests that need the upstream tree or the toolchain skip on a developer machine without them,
+and fail under CI=true: CI installs both through `make setup`, so their absence there is a
+defect, not a reason to skip.
 """
 
 from __future__ import annotations
@@ -10,17 +14,41 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from relgen.source import Line, Module
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UPSTREAM = Path(os.environ.get("RELGEN_KERNEL_TREE", ROOT / ".cache" / "linux-source-6.1"))
 IN_CI = os.environ.get("CI") == "true"
+#: The kernel checks' cache that the tests share (Kbuild's pristine builds of the trees).
+KERNEL_CHECK_CACHE = ROOT / ".cache" / "kernel-checks"
+#: Who the tests say made a patch, wherever a test does not say it itself.
+AUTHOR = "Ann Dev <ann@example.org>"
 
 
-def _missing(what: str) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def machine_independent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads the machine's home, git identity or caches (issue 17)."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+        patch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+        patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        patch.setenv("RELGEN_KERNEL_CHECK_CACHE", str(KERNEL_CHECK_CACHE))
+        for name in ("SOURCE_DATE_EPOCH", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
+                     "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+            patch.delenv(name, raising=False)
+        yield
+
+
+def missing(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is missing under CI=true; `make setup` should have installed it")
     pytest.skip(f"{what} is missing (run `make setup`)")
@@ -29,14 +57,14 @@ def _missing(what: str) -> None:
 def require_tool(tool: str) -> None:
     """Skip without `tool` on a developer machine; fail under CI=true."""
     if shutil.which(tool) is None:
-        _missing(tool)
+        missing(tool)
 
 
 @pytest.fixture(scope="session")
 def upstream_tree() -> Path:
     """The extracted Linux 6.1 tree (arch/ia64, include, scripts)."""
     if not (UPSTREAM / "arch" / "ia64" / "kernel" / "relocate_kernel.S").is_file():
-        _missing(f"the upstream tree at {UPSTREAM}")
+        missing(f"the upstream tree at {UPSTREAM}")
     return UPSTREAM
 
 
@@ -81,3 +109,11 @@ def broken_copy(out: Path, tmp_path: Path, name: str, old: str, new: str) -> Pat
     assert old in text
     target.write_text(text.replace(old, new, 1))
     return copy
+
+
+def identity_pass(module: Module) -> Module:
+    """A pass that rebuilds every line and item without changing any: for round-trip tests."""
+    return module.with_lines(
+        [Line(tuple(replace(item) for item in line.items), line.ending, line.number)
+         for line in module.lines]
+    )

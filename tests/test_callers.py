@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, require_tool
-from relgen import callers
+from host_compile import KERNEL_DEFINES, write_kernel_headers
 from relgen.errors import RelgenError
-from relgen.render import DataAreaFacts, HeaderFacts, read_typedef_arguments, render_header
-from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
+from relgen.kernel import callers
+from relgen.kernel.render import DataAreaFacts, HeaderFacts, read_typedef_arguments, render_header
 
 AREAS = (
     DataAreaFacts("memory_stack", "KEXEC_MEMORY_STACK_SIZE", 8192, "in4", "memory_stack"),
@@ -70,10 +70,10 @@ def compile_pair(tmp: Path, sources: callers.CallerSources, header: str
                        "linux/kexec.h": LINUX_KEXEC_STANDIN}.items():
         (include / path).parent.mkdir(parents=True, exist_ok=True)
         (include / path).write_text(text)
-    write_kernel_standins(include)
+    write_kernel_headers(include)
     (tmp / "machine_kexec.c").write_text(sources.machine_kexec_c)
     command = ["gcc", "-fsyntax-only", "-std=gnu11", "-Wall", "-Werror",
-               "-Wdeclaration-after-statement", "-Wno-unused-variable", *HOST_KERNEL_DEFINES,
+               "-Wdeclaration-after-statement", "-Wno-unused-variable", *KERNEL_DEFINES,
                "-I", str(include), str(tmp / "machine_kexec.c")]
     return subprocess.run(command, capture_output=True, text=True)
 

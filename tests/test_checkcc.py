@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from relgen import checkcc
+from relgen.checks import checkcc
 
-STANDIN = [sys.executable, "-m", "relgen.checkcc"]
+STANDIN = [sys.executable, "-m", "relgen.checks.checkcc"]
 EM_IA_64 = 50  # e_machine of an ia64 ELF object
 
 

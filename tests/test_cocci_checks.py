@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, require_tool
-from relgen.kernelcheck import cocci_checks, cocci_scripts
+from relgen.checks.cocci import cocci_checks, cocci_scripts
 
 GOOD = FIXTURES / "cocci" / "good.c"
 GOOD_LOCAL = FIXTURES / "cocci" / "good_local.c"

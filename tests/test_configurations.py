@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from relgen import syntax
-from relgen.configurations import (
-    MAX_SWITCHES,
-    enumerate_configurations,
-    from_options,
-)
+from relgen import source
 from relgen.errors import RelgenError
-from relgen.region import conditional_switches
+from relgen.source.configurations import MAX_SWITCHES, enumerate_configurations, from_options
+from relgen.source.region import conditional_switches
 
 
 def test_options_as_cpp_takes_them() -> None:
@@ -46,5 +42,5 @@ def test_too_many_switches_are_bounded_and_say_so() -> None:
     ("#else\n", []),
 ])
 def test_switches_a_conditional_names(line: str, names: list[str]) -> None:
-    (item,) = syntax.parse(line).lines[0].items
+    (item,) = source.parse_module(line).lines[0].items
     assert conditional_switches(item) == names  # type: ignore[arg-type]

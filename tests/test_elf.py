@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from relgen.elf import IA64_RELOCATION_NAMES, ObjectFile, load_object, relocation_name
 from relgen.errors import RelgenError
-from relgen.kbuild import KernelTree, assemble
+from relgen.toolchain.assemble import assemble
+from relgen.toolchain.elf import IA64_RELOCATION_NAMES, ObjectFile, load_object, relocation_name
+from relgen.toolchain.tree import KernelTree
 
 
 def run(*command: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from relgen.execute.machine import (
+from relgen.checks.execution.machine import (
     PSR_DT,
     PSR_I,
     PSR_IC,
@@ -20,8 +20,8 @@ from relgen.execute.machine import (
     Machine,
     Memory,
 )
-from relgen.execute.run import Exit, Program, load_program, run
-from relgen.layout import ControlPageMap
+from relgen.checks.execution.run import Exit, Program, load_program, run
+from relgen.toolchain.layout import ControlPageMap
 
 LOAD = 0x10_0000  # where a snippet is copied
 OUTSIDE = 0x90_0000  # b7: the snippets end with `br.few b7`, which leaves the copy

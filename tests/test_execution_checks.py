@@ -9,17 +9,24 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, broken_copy
-from relgen import kbuild
-from relgen.cli import main
-from relgen.execute.checks import ExecutionPlan, execution_evidence, handed_over, run_side
-from relgen.kexec_image import (
+from relgen.checks.execution.evidence import (
+    ExecutionPlan,
+    execution_evidence,
+    handed_over,
+    run_side,
+)
+from relgen.checks.execution.images import (
     IND_DESTINATION,
     IND_DONE,
     IND_INDIRECTION,
     IND_SOURCE,
     make_image,
 )
-from relgen.verify import assemble_twins, load_inputs
+from relgen.checks.inputs import load_inputs
+from relgen.checks.twins import assemble_twins
+from relgen.cli import main
+from relgen.toolchain.assemble import assemble
+from relgen.toolchain.tree import RELOCATE_KERNEL, KernelTree
 
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
 FIXTURE_2_6_20 = FIXTURES / "exec_2_6_20_shape.S"
@@ -67,9 +74,9 @@ def test_images_are_deterministic_and_shaped_like_the_kernels() -> None:
 
 def test_cpuinfo_offsets_are_those_of_the_standin(upstream_tree: Path, toolchain: None,
                                                   tmp_path: Path) -> None:
-    from relgen import kexec_image
-    assembled = kbuild.assemble(upstream_tree / kbuild.RELOCATE_KERNEL,
-                                kbuild.KernelTree(upstream_tree), tmp_path, page_size=PAGE)
+    from relgen.checks.execution import images as kexec_image
+    assembled = assemble(upstream_tree / RELOCATE_KERNEL,
+                                KernelTree(upstream_tree), tmp_path, page_size=PAGE)
     assert assembled.standins
     text = next(tmp_path.rglob("asm-offsets.h")).read_text()
     for name in ("BASE", "COUNT", "STRIDE"):
@@ -81,7 +88,7 @@ def test_cpuinfo_offsets_are_those_of_the_standin(upstream_tree: Path, toolchain
 def outputs(upstream_tree: Path, toolchain: None,
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     made = {}
-    for name, source in (("6.1", upstream_tree / kbuild.RELOCATE_KERNEL),
+    for name, source in (("6.1", upstream_tree / RELOCATE_KERNEL),
                          ("2006", FIXTURE_2006), ("2.6.20", FIXTURE_2_6_20)):
         out = tmp_path_factory.mktemp(name.replace(".", "_")) / "out"
         assert main(["rewrite", str(source), "--kernel-tree", str(upstream_tree),
@@ -91,7 +98,7 @@ def outputs(upstream_tree: Path, toolchain: None,
 
 
 def evidence_for(out: Path, source: Path, tree: Path, work: Path, plan: ExecutionPlan):
-    inputs = load_inputs(out, kbuild.KernelTree(tree), original=source,
+    inputs = load_inputs(out, KernelTree(tree), original=source,
                          entry="relocate_new_kernel")
     (twin,), failures = assemble_twins(inputs, work, (PAGE,))
     assert not failures and inputs.expected is not None
@@ -114,8 +121,8 @@ def test_both_shapes_run_to_the_final_branch_with_identical_copies(
     assert any(line.startswith("  note: the original's copy loop ends with br.ctop") for line
                in summary)
     # the same image, run again here: the new kernel gets the same registers and copies
-    from relgen.execute.checks import Side
-    from relgen.execute.run import load_program
+    from relgen.checks.execution.evidence import Side
+    from relgen.checks.execution.run import load_program
     image = make_image(3, pages=4, control_bytes=twin.before.size)
     sizes = {s.name: s.size for s in twin.before.data_symbols}
     original = run_side(Side("original", load_program(twin.original_object, twin.before),

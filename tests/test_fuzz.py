@@ -35,10 +35,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, upstream_corpus
+from conftest import FIXTURES, identity_pass, upstream_corpus
 from relgen.cli import main
 from relgen.errors import RelgenError
-from relgen.syntax import Module, decode_source, identity_pass, parse, unparse
+from relgen.source.nodes import Module
+from relgen.source.parser import decode_source, parse_module, unparse
 from test_syntax import assert_nodes_only
 
 TOTAL_EXAMPLES = int(os.environ.get("RELGEN_FUZZ_EXAMPLES", "400"))
@@ -84,7 +85,7 @@ def _lines(text: str) -> list[str]:
 def check_text(text: str, path: str = PATH) -> Module | None:
     """Parse `text`; assert one of the two allowed outcomes. Other exceptions propagate."""
     try:
-        module = parse(text, path)
+        module = parse_module(text, path)
     except RelgenError as error:
         check_error(error, _lines(text), path)
         return None

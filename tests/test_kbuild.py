@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
+from relgen import tools
 from relgen.errors import RelgenError, ToolError
-from relgen.kbuild import (
-    PAGE_SIZES,
-    Assembled,
-    KernelTree,
-    assemble,
-    disassemble,
-    disassemble_instructions,
-    find_kernel_tree,
-    find_tool,
-    parse_page_sizes,
-)
+from relgen.names import PAGE_SIZES
+from relgen.toolchain.assemble import Assembled, assemble
+from relgen.toolchain.objdump import disassemble, disassemble_instructions
+from relgen.toolchain.tree import KernelTree, find_kernel_tree, parse_page_sizes
 
 STANDINS = ("include/generated/autoconf.h", "include/generated/asm-offsets.h")
 
@@ -125,7 +119,10 @@ def test_upstream_tree_paths(tree: KernelTree) -> None:
 def test_a_built_tree_keeps_its_own_page_size(tmp_path: Path, toolchain: None) -> None:
     generated = tmp_path / "include" / "generated"
     generated.mkdir(parents=True)
-    (tmp_path / "arch" / "ia64").mkdir(parents=True)
+    (tmp_path / "arch" / "ia64" / "include" / "asm").mkdir(parents=True)
+    (tmp_path / "arch" / "ia64" / "include" / "asm" / "kexec.h").write_text(
+        "#define KEXEC_CONTROL_PAGE_SIZE (8192 + 8192 + 4096)\n")
+    (tmp_path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
     (generated / "autoconf.h").write_text("#define CONFIG_IA64_PAGE_SIZE_64KB 1\n")
     built = find_kernel_tree(tmp_path)
     assert built.has_build and built.configured_page_size == 65536
@@ -149,7 +146,7 @@ def test_missing_assembler_names_the_package(
         "ia64-linux-gnu-as not found on PATH; install the Debian package binutils-ia64-linux-gnu"
     )
     with pytest.raises(ToolError) as caught:
-        find_tool("as")
+        tools.find("ia64-linux-gnu-as")
     assert caught.value.message == expected
     with pytest.raises(ToolError) as caught:
         assemble(tree.relocate_kernel, tree, tmp_path / "work")
@@ -157,7 +154,7 @@ def test_missing_assembler_names_the_package(
     # PATH is read at call time: put the real one back and the tool is found again.
     monkeypatch.undo()
     if shutil.which("ia64-linux-gnu-as"):
-        assert find_tool("as").endswith("ia64-linux-gnu-as")
+        assert tools.find("ia64-linux-gnu-as").endswith("ia64-linux-gnu-as")
 
 
 def test_upstream_assembles_at_every_page_size(

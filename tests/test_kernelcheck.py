@@ -17,10 +17,14 @@ from pathlib import Path
 import pytest
 
 import kexec_change as kc
-from conftest import ROOT, _missing, require_tool
-from relgen import kernelcheck, measure, pipeline
-from relgen.kbuild import KernelTree
-from relgen.verify import Check, load_inputs, verify
+from conftest import ROOT, missing, require_tool
+from relgen import pipeline
+from relgen.checks import kernel as kernelcheck
+from relgen.checks.inputs import Inputs, load_inputs
+from relgen.checks.report import Check
+from relgen.checks.runner import Plan, verify
+from relgen.source.files import load_source
+from relgen.toolchain.tree import KernelTree
 
 MACHINE_KEXEC_UNIT = ("arch/ia64/kernel/machine_kexec.o",)
 GCC = "kernel checks: gcc"
@@ -35,7 +39,7 @@ def full_tree(upstream_tree: Path, toolchain: None) -> KernelTree:
     tree = KernelTree(upstream_tree.resolve())
     reason = kernelcheck.missing_for_kbuild(tree)
     if reason is not None:
-        _missing(f"a tree Kbuild can use ({reason})")
+        missing(f"a tree Kbuild can use ({reason})")
     return tree
 
 
@@ -61,7 +65,7 @@ def untouched_stamp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def regenerated(full_tree: KernelTree) -> dict[str, bytes]:
     """relgen's own regenerated .S and header for the tree."""
     with tempfile.TemporaryDirectory() as work:
-        source = measure.load_source(full_tree.relocate_kernel, full_tree)
+        source = load_source(full_tree.relocate_kernel, full_tree)
         outputs = pipeline.primary_outputs(pipeline.regenerate(source, full_tree, Path(work)))
     return {kc.SOURCE: outputs[pipeline.SOURCE_NAME], kc.HEADER: outputs[pipeline.HEADER_NAME]}
 
@@ -89,6 +93,13 @@ def four_file_patch(tree: Path, change: dict[str, bytes], work: Path) -> str:
     return _git(repository, "diff", "--cached")
 
 
+def kernel_checks_of(inputs: Inputs) -> list[Check]:
+    """What verify's kernel checks say of an output folder (required: not run fails)."""
+    plan = Plan(objects=False, execution=None, header=False, require_kernel=True)
+    return [check for check in verify(inputs, plan).checks
+            if check.name.startswith(("kernel checks", "coccinelle"))]
+
+
 def _named(checks: list[Check], prefix: str) -> Check:
     (found,) = [c for c in checks if c.name.startswith(prefix)]
     return found
@@ -104,7 +115,7 @@ def test_correct_change_passes_verify_with_kernel_checks(
     (out / pipeline.HEADER_NAME).write_bytes(regenerated[kc.HEADER])
     (out / pipeline.PATCH_NAME).write_text(four_file_patch(full_tree.root, change, tmp_path))
     inputs = load_inputs(out, full_tree, original=None, entry="relocate_new_kernel")
-    report = verify(inputs, require_kernel_checks=True)
+    report = verify(inputs, Plan(require_kernel=True))
     checks = list(report.checks)
     kernel = [c for c in checks if c.name.startswith(("kernel checks", "coccinelle"))]
     assert [c.name for c in kernel if not c.passed] == []
@@ -182,7 +193,7 @@ def test_a_partial_tree_says_which_checks_did_not_run(tmp_path: Path) -> None:
     (tmp_path / "arch" / "ia64" / "kernel").mkdir(parents=True)
     tree = KernelTree(tmp_path)
     (check,) = kernelcheck.kernel_checks(tree, {kc.KEXEC_H: b""})
-    assert check.passed and check.evidence[0].startswith("  not run: ")
+    assert check.status == "not run" and check.evidence[0].startswith("  not run: ")
     assert "Makefile" in check.evidence[0]
     (required,) = kernelcheck.kernel_checks(tree, {kc.KEXEC_H: b""}, required=True)
     assert not required.passed
@@ -212,7 +223,7 @@ def test_relgens_own_output_passes_the_kernel_checks(full_tree: KernelTree,
     out = tmp_path / "out"
     assert main(["rewrite", "--kernel-tree", str(full_tree.root), "-o", str(out)]) == 0
     inputs = load_inputs(out, full_tree, original=None, entry="relocate_new_kernel")
-    checks = kernelcheck.check_output(inputs, required=True)
+    checks = kernel_checks_of(inputs)
     assert len(checks) >= 2 and all(check.passed for check in checks), \
         [line for check in checks for line in check.evidence]
     assert not any("not run" in line for check in checks for line in check.evidence)
@@ -229,7 +240,7 @@ def test_verify_does_not_run_them_on_another_input(full_tree: KernelTree,
     out = tmp_path / "out"
     assert main(["rewrite", str(other), "--kernel-tree", str(full_tree.root), "-o", str(out)]) == 0
     inputs = load_inputs(out, full_tree, original=other, entry="relocate_new_kernel")
-    (check,) = kernelcheck.check_output(inputs, required=True)
+    (check,) = kernel_checks_of(inputs)
     assert not check.passed and "is not the tree's own" in check.evidence[0]
 
 

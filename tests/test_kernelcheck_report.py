@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relgen.kernelcheck import (
+from relgen.checks.kernel import (
     KbuildRun,
     PreparedBuild,
     kbuild_checks,

@@ -14,10 +14,13 @@ from xml.sax.saxutils import escape
 import pytest
 
 from conftest import FIXTURES, require_tool
-from relgen.elf import load_object
 from relgen.errors import RelgenError
-from relgen.kbuild import PAGE_SIZES, KernelTree, assemble
-from relgen.layout import (
+from relgen.names import PAGE_SIZES
+from relgen.pipeline import Regeneration, layout_report, regenerate
+from relgen.source.files import load_source
+from relgen.toolchain.assemble import assemble
+from relgen.toolchain.elf import load_object
+from relgen.toolchain.layout import (
     ControlPageMap,
     MapSymbol,
     build_map,
@@ -26,9 +29,8 @@ from relgen.layout import (
     render_text,
     to_json,
 )
-from relgen.layout_svg import FONT_FAMILY, Box, render_svg, shared_extent, text_box
-from relgen.measure import load_source
-from relgen.pipeline import Regeneration, layout_report, regenerate
+from relgen.toolchain.pictures import FONT_FAMILY, Box, render_svg, shared_extent, text_box
+from relgen.toolchain.tree import KernelTree
 
 SVG = "{http://www.w3.org/2000/svg}"
 STACKS = frozenset({"memory_stack", "register_stack"})

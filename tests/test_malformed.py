@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, IN_CI, without_dac_override
+from conftest import AUTHOR, FIXTURES, IN_CI, without_dac_override
 from relgen.cli import main
 from relgen.outputs import MARKER
 
@@ -90,7 +90,8 @@ def assert_error(run: Run, head: str, source: str | None = None,
 
 def rewrite(capsys: pytest.CaptureFixture[str], box: Sandbox, path: str | Path,
             tree: str | Path, *extra: str) -> Run:
-    return relgen(capsys, "rewrite", path, "--kernel-tree", tree, "-o", box.out, *extra)
+    return relgen(capsys, "rewrite", path, "--kernel-tree", tree, "-o", box.out, "--from",
+                  AUTHOR, *extra)
 
 
 # ------------------------------------------------------ what the file says: positioned errors

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, without_dac_override
+from conftest import AUTHOR, FIXTURES, without_dac_override
 from relgen.cli import main
 from relgen.errors import RelgenError
 from relgen.outputs import MARKER, Manifest, kernel_tree_holding, write_outputs
@@ -160,7 +160,7 @@ def test_a_read_only_folder_leaves_nothing(tmp_path: Path) -> None:
 
 
 def rewrite(*argv: str | Path) -> int:
-    return main(["rewrite", *(str(a) for a in argv)])
+    return main(["rewrite", "--from", AUTHOR, *(str(a) for a in argv)])
 
 
 @FORCE

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from relgen import __version__, patch
+from relgen import __version__
 from relgen.errors import RelgenError
+from relgen.kernel import mail as patch
 
 CHANGES = [
     patch.FileChange("arch/ia64/kernel/relocate_kernel.S",

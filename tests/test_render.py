@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
+from host_compile import KERNEL_DEFINES, write_kernel_headers
 from relgen.errors import RelgenError
-from relgen.patch import PLACEHOLDER_IDENTITY
-from relgen.render import (
+from relgen.kernel.mail import PLACEHOLDER_IDENTITY
+from relgen.kernel.render import (
     UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
     ControlMemory,
     DataAreaFacts,
@@ -30,7 +31,6 @@ from relgen.render import (
     render_commit_message,
     render_header,
 )
-from relgen.verify import HOST_KERNEL_DEFINES, write_kernel_standins
 
 RELOCATE = "arch/ia64/kernel/relocate_kernel.S"
 
@@ -132,13 +132,13 @@ def compile_c(tmp: Path, header: str, body: str, *flags: str) -> subprocess.Comp
     """`gcc -fsyntax-only` (or the `flags` given) on a C file that includes the header."""
     require_tool("gcc")
     (tmp / "kexec_control_page.h").write_text(header)
-    write_kernel_standins(tmp)
+    write_kernel_headers(tmp)
     source = tmp / "use.c"
     source.write_text('struct ia64_boot_param;\n#include "kexec_control_page.h"\n' + body)
     mode = [] if "-c" in flags else ["-fsyntax-only"]
     command = ["gcc", *mode, "-std=gnu11", "-Wall", "-Wextra", "-Werror", f"-I{tmp}", *flags]
     if not any(flag.startswith("-D__noreturn") for flag in flags):
-        command += HOST_KERNEL_DEFINES
+        command += KERNEL_DEFINES
     return subprocess.run([*command, "-x", "c", str(source)], capture_output=True, text=True)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import FIXTURES
-from relgen import region as rg
 from relgen import rewrite as rw
-from relgen import syntax
+from relgen import source
 from relgen.errors import RelgenError
+from relgen.source import region as rg
 
 # Shaped after Linux 6.1's relocate_kernel.S: one procedure, then the two stacks.
 LINUX61_SHAPE = """\
@@ -49,12 +49,12 @@ relocate_new_kernel_size:
 """
 
 
-def statements_text(module: syntax.Module) -> list[str]:
+def statements_text(module: source.Module) -> list[str]:
     return [item.text for _, item in module.items() if item.kind != "comment"]
 
 
 def test_region_and_areas_of_the_linux61_shape() -> None:
-    module = syntax.parse(LINUX61_SHAPE)
+    module = source.parse_module(LINUX61_SHAPE)
     region = rg.find_region(module)
     assert region.end_label == "relocate_new_kernel_end"
     assert [a.name for a in region.data_areas] == ["memory_stack", "register_stack"]
@@ -67,7 +67,7 @@ def test_region_and_areas_of_the_linux61_shape() -> None:
 
 
 def test_rewrite_of_the_linux61_shape() -> None:
-    module = syntax.parse(LINUX61_SHAPE)
+    module = source.parse_module(LINUX61_SHAPE)
     result = rw.rewrite_control_page(module)
     assert result.argument_registers == {"memory_stack": "in4", "register_stack": "in5"}
     assert [(r.old, r.new) for r in result.rewritten] == [
@@ -77,7 +77,7 @@ def test_rewrite_of_the_linux61_shape() -> None:
     ]
     assert (result.alloc_before, result.alloc_after) == ("alloc r31=ar.pfs,4,0,0,0",
                                                          "alloc r31=ar.pfs,6,0,0,0")
-    text = syntax.unparse(result.module)
+    text = source.unparse(result.module)
     assert "memory_stack:" not in text and ".fill" not in text and ".align  32" not in text
     assert text.count("#include <asm/kexec_control_page.h>\n") == 1
     # rewritten lines keep the file's own indentation
@@ -99,8 +99,8 @@ def test_rewrite_of_the_linux61_shape() -> None:
 
 
 def test_guard_and_comment_are_parsed_syntax() -> None:
-    text = syntax.unparse(rw.rewrite_control_page(syntax.parse(LINUX61_SHAPE)).module)
-    module = syntax.parse(text)
+    text = source.unparse(rw.rewrite_control_page(source.parse_module(LINUX61_SHAPE)).module)
+    module = source.parse_module(text)
     kinds = {item.text.split()[0]: item.kind for _, item in module.items()
              if item.text.startswith((".pushsection", "data1", ".set", ".popsection"))}
     assert kinds == {".pushsection": "directive", "data1": "data", ".set": "directive",
@@ -108,24 +108,24 @@ def test_guard_and_comment_are_parsed_syntax() -> None:
 
 
 def test_rewrite_is_idempotent_on_its_output() -> None:
-    first = rw.rewrite_control_page(syntax.parse(LINUX61_SHAPE))
-    text = syntax.unparse(first.module)
-    second = rw.rewrite_control_page(syntax.parse(text))
-    assert second.already_code_first and syntax.unparse(second.module) == text
+    first = rw.rewrite_control_page(source.parse_module(LINUX61_SHAPE))
+    text = source.unparse(first.module)
+    second = rw.rewrite_control_page(source.parse_module(text))
+    assert second.already_code_first and source.unparse(second.module) == text
     assert second.rewritten == ()
 
 
 def test_2006_shape_moves_all_procedures_before_the_stacks() -> None:
     text = (FIXTURES / "layout_2006_shape.S").read_text()
-    module = syntax.parse(text)
+    module = source.parse_module(text)
     region = rg.find_region(module)
     assert [c.kind for c in region.chunks] == ["code", "data", "data", "code"]
     moved = rw.move_code_ahead(module, region)
     moved_region = rg.find_region(moved)
     assert [c.kind for c in moved_region.chunks] == ["code", "data", "data"]
-    assert sorted(syntax.unparse(moved).splitlines()) == sorted(text.splitlines())
+    assert sorted(source.unparse(moved).splitlines()) == sorted(text.splitlines())
     result = rw.rewrite_control_page(module)
-    out = syntax.unparse(result.module)
+    out = source.unparse(result.module)
     order = [out.index(f"GLOBAL_ENTRY({name})") for name in
              ("relocate_new_kernel", "kexec_fake_sal_rendez", "kexec_fake_sal_spin")]
     assert order == sorted(order)
@@ -136,7 +136,7 @@ def test_2006_shape_moves_all_procedures_before_the_stacks() -> None:
 
 def check_error(text: str, line: int, *words: str) -> RelgenError:
     with pytest.raises(RelgenError) as caught:
-        rw.rewrite_control_page(syntax.parse(text, "case.S"))
+        rw.rewrite_control_page(source.parse_module(text, "case.S"))
     error = caught.value
     assert error.path == "case.S"
     assert error.line == line, error.render()
@@ -148,7 +148,7 @@ def check_error(text: str, line: int, *words: str) -> RelgenError:
 def test_region_without_size_word() -> None:
     text = LINUX61_SHAPE.replace("\tdata8\trelocate_new_kernel_end - relocate_new_kernel\n", "")
     with pytest.raises(RelgenError, match="no size word"):
-        rw.rewrite_control_page(syntax.parse(text))
+        rw.rewrite_control_page(source.parse_module(text))
 
 
 def test_entry_without_alloc() -> None:
@@ -187,7 +187,7 @@ def test_no_data_area() -> None:
 def test_procedure_without_end() -> None:
     text = LINUX61_SHAPE.replace("END(relocate_new_kernel)\n", "")
     with pytest.raises(RelgenError, match="never closed") as caught:
-        rg.check_procedures_closed(syntax.parse(text, "case.S"))
+        rg.check_procedures_closed(source.parse_module(text, "case.S"))
     assert caught.value.line == 4
 
 
@@ -195,7 +195,7 @@ def test_anchor_read_without_an_explicit_bundle() -> None:
     bundle = "{\n\trsm psr.i| psr.ic\n\tmov r2=ip\n}\n"
     assert bundle in LINUX61_SHAPE
     plain = LINUX61_SHAPE.replace(bundle, "\tmov r2=ip\n\trsm psr.i| psr.ic\n")
-    result = rw.rewrite_control_page(syntax.parse(plain))
+    result = rw.rewrite_control_page(source.parse_module(plain))
     assert [r.new for r in result.rewritten] == ["add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4",
                                                  "mov r8=in5"]
     # after another instruction, ip is no longer known to be the label's address
@@ -208,9 +208,9 @@ def test_area_without_a_label() -> None:
     check_error(text, 27, "the data area reserved by .fill has no label")
 
 
-def shape(name: str) -> syntax.Module:
+def shape(name: str) -> source.Module:
     path = FIXTURES / name
-    return syntax.parse(path.read_text(), str(path))
+    return source.parse_module(path.read_text(), str(path))
 
 
 def test_conditional_stacks_are_one_area_each_and_leave_with_their_conditionals() -> None:
@@ -221,7 +221,7 @@ def test_conditional_stacks_are_one_area_each_and_leave_with_their_conditionals(
         ("memory_stack", ("memory_stack_end",), (4096, 8192), None, True),
         ("register_stack", ("register_stack_end",), (4096, 8192), None, True)]
     assert region.switches == ("CONFIG_XEN",)
-    text = syntax.unparse(rw.rewrite_control_page(module).module)
+    text = source.unparse(rw.rewrite_control_page(module).module)
     # the code's conditional stays, balanced; the areas' conditionals are gone with them
     assert text.count("\n#ifdef CONFIG_XEN\n") == 1 and text.count("\n#else\n") == 1
     assert text.count("\n#endif\n") == 1 and ".fill" not in text
@@ -237,7 +237,7 @@ def test_a_label_that_code_follows_is_code_wherever_it_stands(name: str,
     module = shape(name)
     region = rg.find_region(module)
     assert all(code_label not in area.labels for area in region.data_areas)
-    text = syntax.unparse(rw.rewrite_control_page(module).module)
+    text = source.unparse(rw.rewrite_control_page(module).module)
     # the code label and its code come before the end of the region, stacks gone
     assert text.index(f"{code_label}:\n\tmov r8=r0") < text.index("relocate_new_kernel_end:")
     assert "memory_stack:" not in text and "register_stack:" not in text
@@ -245,26 +245,26 @@ def test_a_label_that_code_follows_is_code_wherever_it_stands(name: str,
 
 def test_code_after_the_stacks_without_a_label_moves_ahead() -> None:
     result = rw.rewrite_control_page(shape("shape_code_after_stacks_unbranched.S"))
-    text = syntax.unparse(result.module)
+    text = source.unparse(result.module)
     assert "register_stack_end:\n\tmov r8=r0\n" in text and ".fill" not in text
 
 
 def test_second_procedure_after_the_stacks_moves_ahead() -> None:
-    text = syntax.unparse(rw.rewrite_control_page(shape("shape_second_procedure.S")).module)
+    text = source.unparse(rw.rewrite_control_page(shape("shape_second_procedure.S")).module)
     assert text.index("END(relocate_new_kernel)") < text.index("GLOBAL_ENTRY(kexec_after_"
                                                                 "stacks)")
     assert ".fill" not in text
 
 
-@pytest.mark.parametrize(("source", "message"), [
+@pytest.mark.parametrize(("line", "message"), [
     ("#endif\n", "closes a conditional opened before the control-page region"),
     ("#ifdef CONFIG_XEN\n", "is not closed before relocate_new_kernel_end"),
 ])
-def test_conditionals_must_balance_in_the_region(source: str, message: str) -> None:
+def test_conditionals_must_balance_in_the_region(line: str, message: str) -> None:
     text = LINUX61_SHAPE.replace("\tbr.call.sptk.many b0=b6;;\n",
-                                 f"\tbr.call.sptk.many b0=b6;;\n{source}")
+                                 f"\tbr.call.sptk.many b0=b6;;\n{line}")
     with pytest.raises(RelgenError, match=message) as caught:
-        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+        rw.rewrite_control_page(source.parse_module(text, "x.S"))
     assert caught.value.line == 21
 
 
@@ -272,14 +272,14 @@ def test_a_data_area_inside_a_conditional_with_code_is_refused() -> None:
     text = LINUX61_SHAPE.replace(".align  32\n", "#ifdef CONFIG_XEN\n.align  32\n").replace(
         "relocate_new_kernel_end:\n", "#endif\nrelocate_new_kernel_end:\n")
     with pytest.raises(RelgenError, match="lies inside a preprocessor conditional"):
-        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+        rw.rewrite_control_page(source.parse_module(text, "x.S"))
 
 
 def test_each_conditional_size_must_fit_the_immediate() -> None:
     text = shape("shape_xen_conditional.S")
-    source = syntax.unparse(text).replace(".fill 8192, 1, 0", ".fill 16384, 1, 0", 1)
+    changed = source.unparse(text).replace(".fill 8192, 1, 0", ".fill 16384, 1, 0", 1)
     with pytest.raises(RelgenError, match="16368 into memory_stack does not fit") as caught:
-        rw.rewrite_control_page(syntax.parse(source, "x.S"))
+        rw.rewrite_control_page(source.parse_module(changed, "x.S"))
     assert caught.value.line == 22
 
 
@@ -287,7 +287,7 @@ def test_registers_known_in_one_branch_are_unknown_after_the_conditional() -> No
     text = LINUX61_SHAPE.replace("\tdep r2=0,r2,61,3", "#ifdef CONFIG_XEN\n\tmov r2=r0\n"
                                  "#endif\n\tdep r2=0,r2,61,3")
     with pytest.raises(RelgenError, match="whose value relgen cannot tell"):
-        rw.rewrite_control_page(syntax.parse(text, "x.S"))
+        rw.rewrite_control_page(source.parse_module(text, "x.S"))
 
 
 def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address() -> None:
@@ -295,7 +295,7 @@ def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address(
                                  "\tadd r8=(register_stack_end - .reloc_entry),r2\n").replace(
         "register_stack_end:\nrelocate_new_kernel_end:\n",
         "register_stack_end:\n\tmov r8=r0\nrelocate_new_kernel_end:\n")
-    module = syntax.parse(text, "x.S")
+    module = source.parse_module(text, "x.S")
     (_, register_stack) = rg.find_region(module).data_areas
     assert register_stack.code_labels_after == ("register_stack_end",)
     with pytest.raises(RelgenError, match="register_stack_end, which ends the data area "
@@ -307,16 +307,16 @@ def test_an_area_end_that_code_follows_is_code_and_cannot_form_the_area_address(
 def test_rebased_instructions_are_parsed_not_spliced() -> None:
     """The new operand is the grammar's expression (a Binary of the size macro and 16), not
     a name that happens to hold spaces; the predicate-free head and spacing stay."""
-    from relgen import expr as ex
+    from relgen.source import expressions as ex
 
-    module = syntax.parse((FIXTURES / "layout_2006_shape.S").read_text(), "2006.S")
+    module = source.parse_module((FIXTURES / "layout_2006_shape.S").read_text(), "2006.S")
     result = rw.rewrite_control_page(module)
     items = {item.text: item for _, item in result.module.items()
-             if isinstance(item, syntax.Instruction) and "in4" in item.text}
+             if isinstance(item, source.Instruction) and "in4" in item.text}
     stack = items["add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4"]
     offset, register = stack.sources
     assert isinstance(offset, ex.Binary) and isinstance(register, ex.Symbol)
     assert ex.linear_form(offset) == ex.LinearForm({"KEXEC_MEMORY_STACK_SIZE": 1}, -16)
     original = next(item for _, item in module.items() if item.line == stack.line
-                    and isinstance(item, syntax.Instruction))
+                    and isinstance(item, source.Instruction))
     assert (stack.column, stack.raw[:1]) == (original.column, original.raw[:1])

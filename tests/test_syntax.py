@@ -10,22 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, upstream_corpus
-from relgen import expr as ex
-from relgen import syntax
+from conftest import FIXTURES, identity_pass, upstream_corpus
+from relgen import source
 from relgen.cli import main
 from relgen.errors import RelgenError
+from relgen.source import expressions as ex
+from relgen.source import parser
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.S"))
-NODE_TYPES = {syntax.Label, syntax.Tag, syntax.Stop, syntax.Separator, syntax.BundleOpen,
-              syntax.BundleClose, syntax.Comment, syntax.Preprocessor, syntax.Instruction,
-              syntax.Directive, syntax.MacroCall}
+NODE_TYPES = {source.Label, source.Tag, source.Stop, source.Separator, source.BundleOpen,
+              source.BundleClose, source.Comment, source.Preprocessor, source.Instruction,
+              source.Directive, source.MacroCall}
 EXPR_TYPES = {ex.Symbol, ex.Number, ex.LocalRef, ex.Here, ex.StringLiteral, ex.AtName,
               ex.Paren, ex.Memory, ex.Index, ex.Call, ex.Reloc, ex.Unary, ex.Binary}
 
 
 def kinds(text: str) -> list[str]:
-    return [item.kind for _, item in syntax.parse(text).items()]
+    return [item.kind for _, item in source.parse_module(text).items()]
 
 
 def test_the_syntax_fixtures_are_found() -> None:
@@ -34,7 +35,7 @@ def test_the_syntax_fixtures_are_found() -> None:
     assert {"syntax_crlf.S", "syntax_edge_cases.S", "syntax_no_final_newline.S"} <= names
 
 
-def assert_nodes_only(module: syntax.Module, text: str) -> None:
+def assert_nodes_only(module: source.Module, text: str) -> None:
     """Every item is one of the node classes, every operand an expression node down to its
     leaves, every text a plain str (no lark Tree or Token leaked from the parse), and every
     line numbered by the newlines before it."""
@@ -54,9 +55,9 @@ def assert_nodes_only(module: syntax.Module, text: str) -> None:
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
 def test_fixture_round_trip(path: Path) -> None:
     text = path.read_bytes().decode("utf-8")
-    module = syntax.parse(text, str(path))
-    assert syntax.unparse(module) == text
-    assert syntax.unparse(syntax.identity_pass(module)) == text
+    module = source.parse_module(text, str(path))
+    assert source.unparse(module) == text
+    assert source.unparse(identity_pass(module)) == text
     assert_nodes_only(module, text)
 
 
@@ -65,15 +66,15 @@ def test_corpus_round_trip_and_every_statement_typed(upstream_tree: Path) -> Non
     assert len(files) == 33
     for path in files:
         text = path.read_bytes().decode("utf-8")
-        module = syntax.parse(text, str(path))
-        assert syntax.unparse(module) == text, path
-        assert syntax.unparse(syntax.identity_pass(module)) == text, path
+        module = source.parse_module(text, str(path))
+        assert source.unparse(module) == text, path
+        assert source.unparse(identity_pass(module)) == text, path
         assert_nodes_only(module, text)
 
 
 def test_crlf_endings_survive_and_statements_are_typed() -> None:
     text = (FIXTURES / "syntax_crlf.S").read_bytes().decode()
-    module = syntax.parse(text)
+    module = source.parse_module(text)
     assert [line.ending for line in module.lines] == ["\r\n"] * 5
     assert kinds(text) == ["comment", "macro_call", "instruction", "stop", "instruction",
                            "macro_call"]
@@ -81,10 +82,10 @@ def test_crlf_endings_survive_and_statements_are_typed() -> None:
 
 def test_no_final_newline() -> None:
     text = (FIXTURES / "syntax_no_final_newline.S").read_text()
-    module = syntax.parse(text)
+    module = source.parse_module(text)
     assert module.lines[-1].ending == ""
     data = module.lines[-1].items[0]
-    assert isinstance(data, syntax.Instruction) and data.kind == "data"
+    assert isinstance(data, source.Instruction) and data.kind == "data"
     assert isinstance(data.operands[0], ex.Binary)
     left, right = data.operands[0].left, data.operands[0].right
     assert left == ex.LocalRef(" 1f", 1, True)
@@ -92,7 +93,7 @@ def test_no_final_newline() -> None:
 
 
 def test_tabs_and_stop_right_after_instruction() -> None:
-    module = syntax.parse("\tmov r8=r0;;\t// done\n")
+    module = source.parse_module("\tmov r8=r0;;\t// done\n")
     items = module.lines[0].items
     assert [i.kind for i in items] == ["instruction", "stop", "comment"]
     assert items[0].column == 2 and items[1].column == 11
@@ -100,34 +101,34 @@ def test_tabs_and_stop_right_after_instruction() -> None:
 
 
 def test_multiline_block_comment_is_one_item_and_leads_the_next_line() -> None:
-    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    module = source.parse_module((FIXTURES / "syntax_edge_cases.S").read_text())
     first = module.lines[0]
     assert first.is_comment_only and first.items[0].text.count("\n") == 2
-    assert syntax.owner_of_comment_line(module, 0) == 1
-    assert isinstance(module.lines[1].items[0], syntax.Preprocessor)
+    assert source.owner_of_comment_line(module, 0) == 1
+    assert isinstance(module.lines[1].items[0], source.Preprocessor)
 
 
 def test_define_with_continuations_is_one_preprocessor_line() -> None:
-    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    module = source.parse_module((FIXTURES / "syntax_edge_cases.S").read_text())
     define = module.lines[1].items[0]
-    assert isinstance(define, syntax.Preprocessor)
+    assert isinstance(define, source.Preprocessor)
     assert define.directive == "define" and define.text.count("\\\n") == 2
     assert module.lines[2].items[0].directive == "include"  # type: ignore[attr-defined]
 
 
 def test_bundle_predicate_completers_and_operands() -> None:
-    module = syntax.parse((FIXTURES / "syntax_edge_cases.S").read_text())
+    module = source.parse_module((FIXTURES / "syntax_edge_cases.S").read_text())
     statements = [item for _, item in module.items()]
     by_text = {item.text: item for item in statements}
     assert by_text["{"].kind == "bundle_open"
-    template = next(i for i in statements if isinstance(i, syntax.Directive) and i.name == ".mii")
+    template = next(i for i in statements if isinstance(i, source.Directive) and i.name == ".mii")
     assert template.operands == ()
     branch = by_text["(p6)\tbr.cond.sptk.few .anchor"]
-    assert isinstance(branch, syntax.Instruction)
+    assert isinstance(branch, source.Instruction)
     assert branch.predicate == "(p6)" and branch.mnemonic == "br.cond.sptk.few"
     assert branch.operands[0] == ex.Symbol(" .anchor", ".anchor")
     add = by_text["add sp=(area_end - 16 - .anchor),r2"]
-    assert isinstance(add, syntax.Instruction) and add.destinations == 1
+    assert isinstance(add, source.Instruction) and add.destinations == 1
     assert ex.linear_form(add.sources[0]) == ex.LinearForm({"area_end": 1, ".anchor": -1}, -16)
     load = by_text["ld8 r18=[r2],(O(B)-O(A))"]
     assert isinstance(load.operands[1], ex.Memory)  # type: ignore[attr-defined]
@@ -142,35 +143,35 @@ def test_bundle_predicate_completers_and_operands() -> None:
     pred_rel = by_text['.pred.rel "mutex", p6, p7']
     assert pred_rel.operands[0] == ex.StringLiteral(' "mutex"', "mutex")  # type: ignore
     paddr = by_text["GET_THIS_PADDR(r2, ia64_cpu_info)"]
-    assert isinstance(paddr, syntax.MacroCall) and paddr.args == ("r2", "ia64_cpu_info")
+    assert isinstance(paddr, source.MacroCall) and paddr.args == ("r2", "ia64_cpu_info")
     fill = by_text[".fill\t64, 1, 0"]
-    assert isinstance(fill, syntax.Directive) and fill.reserves_area and fill.kind == "data"
+    assert isinstance(fill, source.Directive) and fill.reserves_area and fill.kind == "data"
     assert [i.kind for i in statements if i.line == 29] == ["directive", "separator",
                                                             "instruction"]
-    tag = next(i for i in statements if isinstance(i, syntax.Tag))
+    tag = next(i for i in statements if isinstance(i, source.Tag))
     assert tag.name == "1"
-    rotr = next(i for i in statements if isinstance(i, syntax.Directive) and i.name == ".rotr")
+    rotr = next(i for i in statements if isinstance(i, source.Directive) and i.name == ".rotr")
     assert len(rotr.operands) == 3  # across a `\` continuation
 
 
 def test_labels_named_numeric_and_dotted() -> None:
-    module = syntax.parse("1:\tnop 0\n.reloc_entry:\nname: data8 0\n")
-    labels = [item for _, item in module.items() if isinstance(item, syntax.Label)]
+    module = source.parse_module("1:\tnop 0\n.reloc_entry:\nname: data8 0\n")
+    labels = [item for _, item in module.items() if isinstance(item, source.Label)]
     assert [label.name for label in labels] == ["1", ".reloc_entry", "name"]
     assert labels[0].is_numeric and not labels[1].is_numeric
 
 
 def test_with_operands_rebuilds_only_that_statement() -> None:
     text = "\tadd sp=(a_end - 16 - .x),r2\t// why\n"
-    module = syntax.parse(text)
+    module = source.parse_module(text)
     add = module.lines[0].items[0]
-    assert isinstance(add, syntax.Instruction)
-    new = add.with_operands([add.operands[0], syntax.parse_expression("KEXEC_SIZE - 16"),
-                             syntax.parse_expression("in4")])
-    line = syntax.Line((new, *module.lines[0].items[1:]), module.lines[0].ending, 1)
+    assert isinstance(add, source.Instruction)
+    new = add.with_operands([add.operands[0], source.parse_expression("KEXEC_SIZE - 16"),
+                             source.parse_expression("in4")])
+    line = source.Line((new, *module.lines[0].items[1:]), module.lines[0].ending, 1)
     assert line.raw == "\tadd sp=KEXEC_SIZE - 16,in4\t// why\n"
     # the new line reads back as the same statement
-    assert syntax.parse(line.raw).lines[0].items[0] == new
+    assert source.parse_module(line.raw).lines[0].items[0] == new
 
 
 def grouping(expr: ex.Expr) -> str:
@@ -196,23 +197,23 @@ def grouping(expr: ex.Expr) -> str:
     ("x - -1", "(x - (-1))"),
 ])
 def test_binary_operators_group_by_gas_precedence(text: str, grouped: str) -> None:
-    expr = syntax.parse_expression(text)
+    expr = source.parse_expression(text)
     assert grouping(expr) == grouped
     assert expr.text == text
     # inside an instruction the operand is grouped the same way
-    add = syntax.parse_statement(f"\tadd r2={text},r3")
+    add = source.parse_statement(f"\tadd r2={text},r3")
     assert add.operands[1] == expr  # type: ignore[union-attr]
 
 
 def test_parse_expression_makes_the_nodes_a_file_would_hold() -> None:
-    size = syntax.parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")
+    size = source.parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")
     assert size == ex.Binary("KEXEC_MEMORY_STACK_SIZE - 16", "-",
                              ex.Symbol("KEXEC_MEMORY_STACK_SIZE", "KEXEC_MEMORY_STACK_SIZE"),
                              ex.Number(" 16", 16))
     assert ex.linear_form(size) == ex.LinearForm({"KEXEC_MEMORY_STACK_SIZE": 1}, -16)
-    assert syntax.parse_expression(" in4") == ex.Symbol(" in4", "in4")
-    assert syntax.parse_expression('"mutex"') == ex.StringLiteral('"mutex"', "mutex")
-    assert syntax.parse_expression("@gprel(x)") == syntax.parse_statement(
+    assert source.parse_expression(" in4") == ex.Symbol(" in4", "in4")
+    assert source.parse_expression('"mutex"') == ex.StringLiteral('"mutex"', "mutex")
+    assert source.parse_expression("@gprel(x)") == source.parse_statement(
         "\tmovl r2=@gprel(x)").operands[1]  # type: ignore[union-attr]
 
 
@@ -226,7 +227,7 @@ def test_parse_expression_makes_the_nodes_a_file_would_hold() -> None:
 def test_parse_expression_rejects_anything_but_one_operand(text: str, column: int,
                                                           words: str) -> None:
     with pytest.raises(RelgenError) as caught:
-        syntax.parse_expression(text, "new.S")
+        source.parse_expression(text, "new.S")
     error = caught.value
     assert (error.path, error.line, error.column) == ("new.S", 1, column)
     assert error.message.startswith(words)
@@ -234,13 +235,13 @@ def test_parse_expression_rejects_anything_but_one_operand(text: str, column: in
 
 def test_parse_statement_reads_one_statement() -> None:
     text = "\t(p6) adds r2=KEXEC_MEMORY_STACK_SIZE - 16,in4"
-    adds = syntax.parse_statement(text)
-    assert isinstance(adds, syntax.Instruction)
+    adds = source.parse_statement(text)
+    assert isinstance(adds, source.Instruction)
     assert (adds.raw, adds.line, adds.column) == (text, 1, 2)
     assert (adds.predicate, adds.mnemonic, adds.destinations) == ("(p6)", "adds", 1)
-    assert adds.operands[1] == syntax.parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")
-    assert isinstance(syntax.parse_statement(".fill 64, 1, 0"), syntax.Directive)
-    assert isinstance(syntax.parse_statement("END(x)"), syntax.MacroCall)
+    assert adds.operands[1] == source.parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")
+    assert isinstance(source.parse_statement(".fill 64, 1, 0"), source.Directive)
+    assert isinstance(source.parse_statement("END(x)"), source.MacroCall)
 
 
 @pytest.mark.parametrize(("text", "words"), [
@@ -252,7 +253,7 @@ def test_parse_statement_reads_one_statement() -> None:
 ])
 def test_parse_statement_rejects_anything_else(text: str, words: str) -> None:
     with pytest.raises(RelgenError) as caught:
-        syntax.parse_statement(text, "new.S")
+        source.parse_statement(text, "new.S")
     assert (caught.value.path, caught.value.line, caught.value.column) == ("new.S", 1, 1)
     assert words in caught.value.message
 
@@ -268,7 +269,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("text", "line", "column", "words"), BAD_INPUTS)
 def test_bad_input_position(text: str, line: int, column: int, words: str) -> None:
     with pytest.raises(RelgenError) as caught:
-        syntax.parse(text, "bad.S")
+        source.parse_module(text, "bad.S")
     error = caught.value
     assert (error.path, error.line, error.column) == ("bad.S", line, column)
     assert words in error.message
@@ -295,7 +296,7 @@ WHOLE_MESSAGES = [
 @pytest.mark.parametrize(("text", "first_line"), WHOLE_MESSAGES)
 def test_whole_error_messages(text: str, first_line: str) -> None:
     with pytest.raises(RelgenError) as caught:
-        syntax.parse(text, "bad.S")
+        source.parse_module(text, "bad.S")
     assert caught.value.render().splitlines()[0] == first_line
 
 
@@ -337,10 +338,10 @@ def test_cli_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_gas_integers_octal_hex_decimal() -> None:
-    operands = syntax.parse("\tdata8 017, 0x1f, 10, 0\n").lines[0].items[0].operands  # type: ignore
+    operands = source.parse_module("\tdata8 017, 0x1f, 10, 0\n").lines[0].items[0].operands  # type: ignore
     assert [op.value for op in operands] == [15, 31, 10, 0]
     with pytest.raises(RelgenError) as caught:
-        syntax.parse("\tmov r8=08\n", "bad.S")
+        source.parse_module("\tmov r8=08\n", "bad.S")
     assert (caught.value.line, caught.value.column) == (1, 9)
     assert caught.value.message.startswith("08 is not a number: GAS reads a leading 0 as octal")
 
@@ -348,17 +349,17 @@ def test_gas_integers_octal_hex_decimal() -> None:
 def test_positions_count_only_newlines() -> None:
     # a form feed or a lone CR is white space inside a line, not a line break
     with pytest.raises(RelgenError) as caught:
-        syntax.parse("\f\f\fmov r8=r0+", "ff.S")
+        source.parse_module("\f\f\fmov r8=r0+", "ff.S")
     assert (caught.value.line, caught.value.column) == (1, 14)  # just past the end
     assert caught.value.source_line == "\f\f\fmov r8=r0+"
-    module = syntax.parse("\tnop 0\r\n\f\tnop 1\n\tnop 2\n")
+    module = source.parse_module("\tnop 0\r\n\f\tnop 1\n\tnop 2\n")
     assert [line.number for line in module.lines] == [1, 2, 3]
 
 
 def test_the_grammar_from_lark_s_cache_still_builds_relgen_s_nodes(tmp_path: Path) -> None:
     # lark's cache keeps the parse tables, not the transformer: a process that loads the
     # grammar from the cache file must build the same nodes as the one that wrote it
-    show = ("import relgen.syntax as s; item = s.parse('\\t(p6) add r2=r3+1,r4\\n')"
+    show = ("import relgen.source as s; item = s.parse_module('\\t(p6) add r2=r3+1,r4\\n')"
             ".lines[0].items[0]; print(type(item).__name__, repr(item))")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -382,6 +383,6 @@ def test_the_grammar_from_lark_s_cache_still_builds_relgen_s_nodes(tmp_path: Pat
 def test_no_grammar_cache_in_a_folder_others_can_write(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert str(syntax._grammar_cache()).startswith(str(tmp_path / "relgen" / "ia64-grammar"))
+    assert str(parser._grammar_cache()).startswith(str(tmp_path / "relgen" / "ia64-grammar"))
     (tmp_path / "relgen").chmod(0o777)
-    assert syntax._grammar_cache() is False
+    assert parser._grammar_cache() is False

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, RelgenError
-from .names import DEFAULT_ENTRY, RELOCATE_KERNEL_PATH
+from relgen import __version__
+from relgen.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, RelgenError
+from relgen.names import DEFAULT_ENTRY, RELOCATE_KERNEL_PATH
+from relgen.progress import for_stderr
 
 KERNEL_FILE = RELOCATE_KERNEL_PATH
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
@@ -31,7 +32,8 @@ EXIT_CODES = """exit status:
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
-    from .syntax import decode_source, parse, read_source, to_json, unparse
+    from relgen.source.nodes import to_json
+    from relgen.source.parser import decode_source, parse_module, read_source, unparse
 
     status = EXIT_OK
     documents = []
@@ -43,7 +45,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
             else:
                 shown = str(path)
                 text = read_source(path)  # once: PATH may be a pipe
-            module = parse(text, shown)
+            module = parse_module(text, shown)
         except RelgenError as error:
             print(error.render(), file=sys.stderr)
             status = max(status, error.exit_status)
@@ -69,8 +71,8 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
 
 def _tree_and_source(args: argparse.Namespace):  # noqa: ANN202 - a pair of library types
-    from .kbuild import find_kernel_tree
-    from .measure import load_source
+    from relgen.source.files import load_source
+    from relgen.toolchain.tree import find_kernel_tree
 
     tree = find_kernel_tree(args.kernel_tree)
     path = args.path if args.path is not None else tree.relocate_kernel
@@ -79,7 +81,7 @@ def _tree_and_source(args: argparse.Namespace):  # noqa: ANN202 - a pair of libr
 
 def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
            protected: Sequence[Path] = ()) -> None:
-    from .outputs import write_outputs
+    from relgen.outputs import write_outputs
 
     result = write_outputs(folder, files, force=args.force, protected=protected)
     for name in result.removed:
@@ -91,11 +93,12 @@ def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
 
 
 def _cmd_layout(args: argparse.Namespace) -> int:
-    from . import layout, layout_svg
-    from .kbuild import parse_page_sizes
-    from .measure import source_map
-    from .outputs import check_output_file
-    from .pipeline import scratch_folder
+    from relgen.outputs import check_output_file
+    from relgen.pipeline import scratch_folder
+    from relgen.toolchain import layout
+    from relgen.toolchain import pictures as layout_svg
+    from relgen.toolchain.measure import source_map
+    from relgen.toolchain.tree import parse_page_sizes
 
     page_sizes = parse_page_sizes(args.page_size)
     if args.output is not None:
@@ -107,8 +110,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         # does, else --data names them (and --end-label the region's end).
         end_label, data = args.end_label or f"{args.entry}_end", args.data
         if args.path is not None:
-            from .measure import load_source
-            from .region import find_region
+            from relgen.source.files import load_source
+            from relgen.source.region import find_region
 
             region = find_region(load_source(args.path, None).module, args.entry,
                                  args.end_label)
@@ -142,11 +145,11 @@ def _cmd_layout(args: argparse.Namespace) -> int:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> int:
-    from .measure import kernel_path
-    from .names import SOURCE_NAME
-    from .outputs import check_output_folder
-    from .patch import resolve_author
-    from .pipeline import run_rewrite, source_diff
+    from relgen.kernel.mail import resolve_author
+    from relgen.names import SOURCE_NAME
+    from relgen.outputs import check_output_folder
+    from relgen.pipeline import run_rewrite, source_diff
+    from relgen.source.files import kernel_path
 
     writing = not (args.diff or args.check)
     if writing:
@@ -157,9 +160,10 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     author = resolve_author(args.author, tree.root)
     run = run_rewrite(source, tree, entry=args.entry, include_dirs=args.include,
                       author=author.identity, date=args.date,
-                      configuration=_configuration(args))
+                      configuration=_configuration(args),
+                      kernel_skipped=_kernel_skipped(args), progress=for_stderr(args.quiet))
     if not run.passed:
-        sys.stdout.write(run.report().render())
+        sys.stdout.write(run.report.render())
         print(f"{source.shown}: error: the regenerated file failed verification; nothing "
               "written", file=sys.stderr)
         return EXIT_CHECK_FAILED
@@ -181,9 +185,8 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
               f"{len(regen.result.data_areas)} data areas passed in as arguments")
     else:
         print(f"{source.shown}: already in code-first layout; {SOURCE_NAME} is unchanged")
-    passed = sum(check.passed for check in run.checks)
-    print(f"verified before writing: {passed} checks passed ({run.instructions_compared} "
-          "instructions compared)")
+    print(f"verified before writing: {run.report.summary} "
+          f"({run.report.instructions_compared} instructions compared)")
     print(f"control page: {regen.before.size} bytes before, {regen.after.size} bytes after")
     if regen.standins:
         print("note: no kernel build in the tree; assembled with generated stand-ins for "
@@ -195,19 +198,21 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     # `relgen diff` is `relgen rewrite --diff` (or `--check`): the same pipeline, no writing
     args.diff, args.output, args.force = not args.check, None, False
-    args.author, args.date = None, None
+    args.author, args.date, args.require_kernel_checks = None, None, False
     return _cmd_rewrite(args)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .kbuild import find_kernel_tree
-    from .verify import load_inputs, verify
+    from relgen.checks.inputs import load_inputs
+    from relgen.checks.runner import Plan, page_sizes_for, verify
+    from relgen.toolchain.tree import find_kernel_tree
 
     tree = find_kernel_tree(args.kernel_tree)
     inputs = load_inputs(args.dir, tree, original=args.original, entry=args.entry,
                          include_dirs=args.include, configuration=_configuration(args))
-    report = verify(inputs, require_kernel_checks=args.require_kernel_checks,
-                    kernel_checks=not args.no_kernel_checks)
+    plan = Plan(page_sizes=page_sizes_for(tree), kernel_skipped=_kernel_skipped(args),
+                require_kernel=args.require_kernel_checks)
+    report = verify(inputs, plan, for_stderr(args.quiet or args.format == "json"))
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -231,8 +236,27 @@ def _add_tree_arguments(command: argparse.ArgumentParser) -> None:
                          f"{DEFAULT_ENTRY})")
 
 
+def _kernel_skipped(args: argparse.Namespace) -> str | None:
+    return "--no-kernel-checks was given" if args.no_kernel_checks else None
+
+
+def _add_check_arguments(command: argparse.ArgumentParser, *, writes: bool) -> None:
+    what = "writing" if writes else "failing"
+    command.add_argument("--require-kernel-checks", action="store_true",
+                         help="fail when the kernel checks (sparse and gcc on every unit that "
+                         "includes <asm/kexec.h>, Coccinelle) cannot run, instead of saying "
+                         "why they did not")
+    command.add_argument("--no-kernel-checks", action="store_true",
+                         help="skip the kernel checks, the slowest part; the report"
+                         + (" and the commit message say" if writes else " says")
+                         + " they did not run")
+    command.add_argument("-q", "--quiet", action="store_true",
+                         help=f"no progress line on a terminal while the checks run before "
+                         f"{what}")
+
+
 def _configuration(args: argparse.Namespace):  # noqa: ANN202 - a library type
-    from .configurations import from_options
+    from relgen.source.configurations import from_options
 
     return from_options(args.define, args.undefine)
 
@@ -335,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the patch's date, in any form git takes (default: the "
                              "epoch, so that the same input gives the same bytes)")
     _add_configuration_arguments(rewrite_cmd, varied=True)
+    _add_check_arguments(rewrite_cmd, writes=True)
     rewrite_cmd.set_defaults(run=_cmd_rewrite)
 
     verify_cmd = _command(
@@ -350,12 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--format", choices=("text", "json"), default="text",
                             help="text or json (default: text)")
     _add_configuration_arguments(verify_cmd, varied=True)
-    verify_cmd.add_argument("--require-kernel-checks", action="store_true",
-                            help="fail when the kernel checks (Kbuild with sparse and gcc, "
-                            "Coccinelle) cannot run, instead of saying why they did not")
-    verify_cmd.add_argument("--no-kernel-checks", action="store_true",
-                            help="skip the kernel checks (about 17 s on a warm cache); the "
-                            "report says they did not run")
+    _add_check_arguments(verify_cmd, writes=False)
     verify_cmd.set_defaults(run=_cmd_verify)
 
     diff_cmd = _command(commands, "diff", "print the change a rewrite would make",
@@ -366,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print nothing; exit 1 if PATH would change, 0 if it is "
                           "already code-first")
     _add_configuration_arguments(diff_cmd, varied=True)
+    diff_cmd.add_argument("--no-kernel-checks", action="store_true",
+                          help="skip the kernel checks, the slowest part")
+    diff_cmd.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress line on a terminal while the checks run")
     diff_cmd.set_defaults(run=_cmd_diff)
     return parser
 

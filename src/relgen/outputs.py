@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RelgenError
+from relgen.errors import RelgenError
 
 MARKER = ".relgen-output"
 # A folder holding these is a Linux source tree (the root has all of them).

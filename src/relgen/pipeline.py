@@ -5,7 +5,7 @@ regenerated file with the real toolchain, and measures both control pages in the
 every number that reaches the header or the patch comes from those objects.
 `run_rewrite()` checks that with verify's own passes and turns it into the files of the
 output folder; the patch holds the whole change (the .S, the header and the C callers
-changed by `callers`), made by `patch`.
+changed by `callers`), made by `mail`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,17 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, callers, kbuild, layout, layout_svg, patch, render, verify
-from .configurations import AS_GIVEN, Configuration, Configurations
-from .errors import RelgenError
-from .execute.checks import QUICK
-from .measure import (
-    SourceFile,
-    companion_headers,
-    configurations_of,
-    kernel_path,
-    require_regular_file,
-    source_map,
-)
-from .names import (
+from relgen import __version__
+from relgen.checks.execution.evidence import QUICK
+from relgen.checks.inputs import inputs_from
+from relgen.checks.report import Report
+from relgen.checks.runner import Plan, page_sizes_for, run_checks
+from relgen.errors import RelgenError
+from relgen.kernel import callers, mail, render
+from relgen.names import (
     DEFAULT_ENTRY,
     HEADER_INCLUDE,
     HEADER_NAME,
@@ -37,9 +31,16 @@ from .names import (
     PATCH_NAME,
     SOURCE_NAME,
 )
-from .region import check_procedures_closed
-from .rewrite import RewriteResult, rewrite_control_page
-from .syntax import unparse
+from relgen.progress import QUIET, Progress
+from relgen.rewrite import RewriteResult, rewrite_control_page
+from relgen.source.configurations import AS_GIVEN, Configuration, Configurations
+from relgen.source.files import SourceFile, kernel_path, require_regular_file
+from relgen.source.parser import unparse
+from relgen.source.region import check_procedures_closed
+from relgen.toolchain import layout
+from relgen.toolchain import pictures as layout_svg
+from relgen.toolchain.measure import companion_headers, configurations_of, source_map
+from relgen.toolchain.tree import KernelTree
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _header_facts(source: SourceFile, result: RewriteResult,
     )
 
 
-def regenerate(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *,
+def regenerate(source: SourceFile, tree: KernelTree, workdir: Path, *,
                entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
                configuration: Configuration = AS_GIVEN) -> Regeneration:
     """Rewrite, assemble both files in every configuration, and measure them. Nothing is
@@ -175,7 +176,7 @@ def render_variants(configurations: Configurations,
     return render.render_header(facts[0], variants=tuple(variants))
 
 
-def control_page_size_before(tree: kbuild.KernelTree) -> int | None:
+def control_page_size_before(tree: KernelTree) -> int | None:
     """KEXEC_CONTROL_PAGE_SIZE of the tree's asm/kexec.h, e.g. (8192 + 8192 + 4096)."""
     path = tree.root / callers.KEXEC_H_PATH
     return callers.control_page_size(path.read_text(encoding="utf-8")) if path.is_file() \
@@ -198,24 +199,24 @@ def control_memory(before_size: int, code_page_size: int, stacks_size: int,
                  for page in page_sizes)
 
 
-def patch_files(regen: Regeneration) -> list[patch.FileChange]:
+def patch_files(regen: Regeneration) -> list[mail.FileChange]:
     """The four files of the commit: the .S, the header, and the C changed with spatch."""
     changes = [
-        patch.FileChange(kernel_path(regen.source), regen.source.text.encode("utf-8"),
+        mail.FileChange(kernel_path(regen.source), regen.source.text.encode("utf-8"),
                          regen.new_text.encode("utf-8")),
-        patch.FileChange(render.HEADER_PATH, None, regen.header_text.encode("utf-8")),
+        mail.FileChange(render.HEADER_PATH, None, regen.header_text.encode("utf-8")),
     ]
     if regen.caller_sources is not None:
         new = callers.change_callers(regen.caller_sources, regen.header_facts)
         for path, old_text in regen.caller_sources.by_path().items():
-            changes.append(patch.FileChange(path, old_text.encode("utf-8"),
+            changes.append(mail.FileChange(path, old_text.encode("utf-8"),
                                             new.by_path()[path].encode("utf-8")))
     return changes
 
 
-def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
-               changes: Sequence[patch.FileChange], instructions_compared: int | None = None,
-               *, author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
+def patch_text(regen: Regeneration, tree: KernelTree,
+               changes: Sequence[mail.FileChange], instructions_compared: int | None = None,
+               *, author: str = mail.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
     """The format-patch mail of the whole change (`changes`, from `patch_files`), by git."""
     source = regen.source
     before_size = control_page_size_before(tree) or regen.before.size
@@ -229,7 +230,7 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         instructions_compared=instructions_compared,
         before_region_size=regen.before.size,
         code_after_data=_code_after_data(regen.before),
-        signed_off_by=patch.parse_identity(author),
+        signed_off_by=mail.parse_identity(author),
         existing_arguments=regen.header_facts.existing_arguments,
         control_memory=control_memory(before_size, regen.header_facts.code_page_size,
                                       regen.header_facts.stacks_size, PAGE_SIZES),
@@ -237,15 +238,15 @@ def patch_text(regen: Regeneration, tree: kbuild.KernelTree,
         configurations=regen.configurations.describe()
         if regen.configurations and regen.configurations.switches else None,
     )
-    mail = patch.format_patch(changes, subject=render.DEFAULT_SUBJECT,
-                              body=render.render_commit_message(facts), author=author,
-                              date=date or patch.FIXED_DATE)
-    return mail.decode("utf-8")
+    made = mail.format_patch(changes, subject=render.DEFAULT_SUBJECT,
+                             body=render.render_commit_message(facts), author=author,
+                             date=date or mail.FIXED_DATE)
+    return made.decode("utf-8")
 
 
 def source_diff(run: RewriteRun) -> bytes:
     """The whole change (the files of the patch) as one diff, for `relgen rewrite --diff`."""
-    return patch.diff_files(run.changes)
+    return mail.diff_files(run.changes)
 
 
 def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
@@ -290,7 +291,7 @@ def scratch_folder() -> tempfile.TemporaryDirectory[str]:
 
 @dataclass(frozen=True)
 class RewriteRun:
-    """What `relgen rewrite` would write, and the checks it passed before writing.
+    """What `relgen rewrite` would write, and the report of the checks it ran before.
 
     Every mode (write, `--diff`, `--check`) and `relgen diff` get this from `run_rewrite`,
     so they accept and refuse the same inputs with the same errors.
@@ -298,67 +299,55 @@ class RewriteRun:
 
     regen: Regeneration
     files: dict[str, bytes]
-    changes: tuple[patch.FileChange, ...]  # the files of the patch, old and new
-    checks: tuple[verify.Check, ...]
-    instructions_compared: int | None
-    layout_text: str
+    changes: tuple[mail.FileChange, ...]  # the files of the patch, old and new
+    report: Report
 
     @property
     def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    def report(self) -> verify.Report:
-        return verify.Report(self.checks, self.layout_text, self.instructions_compared)
+        return self.report.passed
 
 
-def run_rewrite(source: SourceFile, tree: kbuild.KernelTree, *,
+def run_rewrite(source: SourceFile, tree: KernelTree, *,
                 entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
-                author: str = patch.PLACEHOLDER_IDENTITY, date: str | None = None,
-                configuration: Configuration = AS_GIVEN) -> RewriteRun:
-    """Rewrite, assemble, verify as `relgen verify` does, and render every output.
+                author: str = mail.PLACEHOLDER_IDENTITY, date: str | None = None,
+                configuration: Configuration = AS_GIVEN, kernel_skipped: str | None = None,
+                progress: Progress = QUIET) -> RewriteRun:
+    """Rewrite, assemble, check as `relgen verify` does, and render every output.
 
-    The files are staged in a scratch folder and checked with verify's own passes: the twin
-    objects first (their count goes into the commit message), then the execution checks,
-    the header compile and the patch's checks. Programs run beside Python's work: spatch
-    (which needs only the header's facts) while the twins are made and compared; git
-    format-patch, git apply and checkpatch.pl while both pages run on a kexec image.
+    The files are staged in a scratch folder and checked by the checks' runner in two
+    plans: before the mail, the twin objects, execution on a kexec image, the header and
+    the kernel checks on the changed files; after it, the patch's own checks. The mail
+    states what the first found (`kernel_skipped` says why the kernel checks do not run).
     """
-    with scratch_folder() as scratch, ThreadPoolExecutor(max_workers=1) as background:
+    with scratch_folder() as scratch:
         work = Path(scratch)
+        progress.phase("rewriting and assembling")
         regen = regenerate(source, tree, work, entry=entry, include_dirs=include_dirs,
                            configuration=configuration)
+        progress.phase("changing the C callers with spatch")
         # spatch runs once: the mail and `--diff` show the same changed files
-        changes_job = background.submit(patch_files, regen) if regen.changed else None
+        changes = tuple(patch_files(regen)) if regen.changed else ()
         staged = work / "staged"
         staged.mkdir()
         primary = primary_outputs(regen)
         for name, data in primary.items():
             (staged / name).write_bytes(data)
         new = SourceFile(staged / SOURCE_NAME, SOURCE_NAME, regen.new_text, regen.result.module)
-        inputs = verify.inputs_from(staged, source, new, tree, regen.result, entry=entry,
-                                    include_dirs=include_dirs, configuration=configuration)
-        checked = work / "verify"
-        checked.mkdir()
-        objects = verify.check_objects(inputs, checked, verify.page_sizes_for(tree))
-
-        made: dict[str, bytes] = {}  # the mail, once the patch job made it
-
-        def staged_patch() -> list[verify.Check]:
-            """The mail and its checks, after spatch: beside the execution checks."""
-            if regen.changed:
-                made[PATCH_NAME] = patch_text(regen, tree, changes_job.result(),
-                                              objects.instructions_compared, author=author,
-                                              date=date).encode("utf-8")
-            if not objects.passed:
-                return []  # the patch of objects that differ is not checked
-            patch_path = staged / PATCH_NAME if made else None
-            if patch_path is not None:
-                patch_path.write_bytes(made[PATCH_NAME])
-            return verify.patch_checks(replace(inputs, patch_path=patch_path), checked)
-
-        checks = objects.checks + tuple(verify.checks_after_objects(
-            inputs, objects, checked, QUICK, patch_job=staged_patch))
-        changes = tuple(changes_job.result()) if changes_job is not None else ()
+        inputs = inputs_from(staged, source, new, tree, regen.result, entry=entry,
+                             include_dirs=include_dirs, configuration=configuration)
+        before_mail = Plan(page_sizes=page_sizes_for(tree), execution=QUICK, patch=False,
+                           kernel=regen.changed, kernel_skipped=kernel_skipped,
+                           changed={c.path: c.new for c in changes})
+        report = run_checks(inputs, before_mail, work / "checks", progress)
+        made: dict[str, bytes] = {}
+        if regen.changed:
+            made[PATCH_NAME] = patch_text(regen, tree, changes,
+                                          report.instructions_compared, author=author,
+                                          date=date).encode("utf-8")
+            (staged / PATCH_NAME).write_bytes(made[PATCH_NAME])
+        after_mail = Plan(objects=False, execution=None, header=False, kernel=False)
+        mail_report = run_checks(replace(inputs, patch_path=staged / PATCH_NAME if made
+                                         else None), after_mail, work / "mail", progress)
     files = {**primary, **layout_report(regen, PAGE_SIZES), **made}
-    return RewriteRun(regen, files, changes, checks, objects.instructions_compared,
-                      objects.layout_text)
+    return RewriteRun(regen, files, changes,
+                      replace(report, checks=report.checks + mail_report.checks))

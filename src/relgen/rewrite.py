@@ -23,27 +23,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from . import expr as ex
-from .errors import RelgenError
-from .names import CODE_PAGE_MACRO, DEFAULT_ENTRY, HEADER_INCLUDE
-from .region import (
+from relgen.errors import RelgenError
+from relgen.names import CODE_PAGE_MACRO, DEFAULT_ENTRY, HEADER_INCLUDE
+from relgen.source import expressions as ex
+from relgen.source.nodes import Directive, Instruction, Item, Label, MacroCall, Module, Preprocessor
+from relgen.source.parser import parse_module, parse_statement
+from relgen.source.region import (
     CONDITIONAL_OPENERS,
     ControlPageRegion,
     DataArea,
     bounds_procedure,
     find_region,
     require_data_areas,
-)
-from .syntax import (
-    Directive,
-    Instruction,
-    Item,
-    Label,
-    MacroCall,
-    Module,
-    Preprocessor,
-    parse,
-    parse_statement,
 )
 
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
@@ -475,7 +466,7 @@ def _line_ending(module: Module) -> str:
 
 def _insert_parsed(module: Module, at: int, text: str) -> Module:
     """`text` parsed with the grammar, its lines inserted before line index `at`."""
-    new_lines = parse(text).lines
+    new_lines = parse_module(text).lines
     number = module.lines[at - 1].number if at else 1
     lines = list(module.lines)
     lines[at:at] = [replace(line, number=number) for line in new_lines]

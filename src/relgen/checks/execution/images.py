@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .names import DEFAULT_PAGE_SIZE
+from relgen.names import DEFAULT_PAGE_SIZE
 
 # include/linux/kexec.h
 IND_DESTINATION = 0x1

@@ -11,15 +11,15 @@ uses it to name a rule that did not apply, `relgen verify` to check the patch's 
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import render, tools
-from .errors import RelgenError
-from .names import (
+from relgen import tools
+from relgen.errors import RelgenError
+from relgen.kernel import render
+from relgen.names import (
     CODE_PAGE_MACRO,
     HEADER_INCLUDE,
     KEXEC_H_PATH,
@@ -81,10 +81,7 @@ def semantic_patches(facts: render.HeaderFacts) -> dict[str, str]:
 
 def change_callers(sources: CallerSources, facts: render.HeaderFacts) -> CallerSources:
     """Both files after the semantic patches, each rule checked to have applied."""
-    spatch = shutil.which("spatch")
-    if spatch is None:
-        raise RelgenError("spatch not found: the C side is changed with Coccinelle "
-                          "(install the Debian package coccinelle)")
+    spatch = tools.find("spatch")
     with tempfile.TemporaryDirectory(prefix="relgen-spatch-") as scratch:
         work = Path(scratch)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from relgen.elf import ObjectFile, SymbolEntry, load_object
 from relgen.errors import RelgenError
+from relgen.toolchain.elf import ObjectFile, SymbolEntry, load_object
 
 SymbolKind = Literal["code", "data"]
 

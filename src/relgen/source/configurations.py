@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import RelgenError
+from relgen.errors import RelgenError
 
 MAX_SWITCHES = 4  # 2**4 = 16 configurations, each assembled at every page size
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -7,49 +7,25 @@ object. `relgen rewrite` (pipeline) and `relgen verify` both measure through her
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import kbuild, layout
-from .configurations import AS_GIVEN, Configuration, Configurations, enumerate_configurations
-from .elf import ObjectFile, load_object
-from .errors import RelgenError
-from .names import HEADER_INCLUDE, HEADER_NAME, RELOCATE_KERNEL_PATH
-from .region import find_region
-from .rewrite import includes_header
-from .syntax import Module, parse, read_source
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    path: Path
-    shown: str  # kernel-relative where it lies in the tree, else as given
-    text: str
-    module: Module
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
-def load_source(path: Path, tree: kbuild.KernelTree | None) -> SourceFile:
-    shown = str(path)
-    if tree is not None:
-        try:
-            shown = path.resolve().relative_to(tree.root).as_posix()
-        except ValueError:
-            pass
-    text = read_source(path)
-    return SourceFile(path, shown, text, parse(text, str(path)))
-
-
-def require_regular_file(path: Path) -> None:
-    """The assembler reads the source by its path: a pipe read once is gone."""
-    if not path.is_file():
-        raise RelgenError("not a regular file: relgen assembles the source by its path, so "
-                          "save it to a file first", str(path))
+from relgen.errors import RelgenError
+from relgen.names import HEADER_INCLUDE, HEADER_NAME
+from relgen.rewrite import includes_header
+from relgen.source.configurations import (
+    AS_GIVEN,
+    Configuration,
+    Configurations,
+    enumerate_configurations,
+)
+from relgen.source.files import SourceFile, require_regular_file
+from relgen.source.nodes import Module
+from relgen.source.region import find_region
+from relgen.toolchain import layout
+from relgen.toolchain.assemble import Assembled, assemble
+from relgen.toolchain.elf import ObjectFile, load_object
+from relgen.toolchain.tree import KernelTree
 
 
 def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[str, str]:
@@ -64,18 +40,18 @@ def companion_headers(source: SourceFile, include_dirs: Sequence[Path]) -> dict[
                       "beside it or in the -I folders", str(source.path))
 
 
-def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, entry: str,
+def source_map(source: SourceFile, tree: KernelTree, workdir: Path, *, entry: str,
                include_dirs: Sequence[Path] = (), page_size: int | None = None,
                extra_headers: dict[str, str] | None = None, fatal_warnings: bool = False,
                configuration: Configuration = AS_GIVEN, end_label: str | None = None,
-               ) -> tuple[layout.ControlPageMap, kbuild.Assembled, ObjectFile]:
+               ) -> tuple[layout.ControlPageMap, Assembled, ObjectFile]:
     """Assemble `source` and map its control page; which symbols are data, the tree says.
     `end_label` bounds the region where the file has no size word."""
     require_regular_file(source.path)
     region = find_region(source.module, entry, end_label)
     headers = extra_headers if extra_headers is not None else \
         companion_headers(source, include_dirs)
-    assembled = kbuild.assemble(source.path, tree, workdir, page_size=page_size,
+    assembled = assemble(source.path, tree, workdir, page_size=page_size,
                                 include_dirs=include_dirs, extra_headers=headers,
                                 fatal_warnings=fatal_warnings,
                                 cpp_flags=configuration.cpp_flags)
@@ -88,9 +64,3 @@ def source_map(source: SourceFile, tree: kbuild.KernelTree, workdir: Path, *, en
 def configurations_of(module: Module, entry: str, base: Configuration) -> Configurations:
     """The configurations the region's conditionals name, with the user's -D/-U fixed."""
     return enumerate_configurations(base, find_region(module, entry).switches)
-
-
-def kernel_path(source: SourceFile) -> str:
-    """The path the patch and header name: the kernel's, where the input is the kernel's."""
-    shown = source.shown
-    return shown if shown.startswith("arch/") else RELOCATE_KERNEL_PATH

@@ -20,8 +20,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..kbuild import DecodedSlot
-from .machine import IFS_VALID, MASK, PSR_RI_SHIFT, ExecutionFault, Frame, Machine
+from relgen.checks.execution.machine import (
+    IFS_VALID,
+    MASK,
+    PSR_RI_SHIFT,
+    ExecutionFault,
+    Frame,
+    Machine,
+)
+from relgen.toolchain.objdump import DecodedSlot
 
 Effect = Callable[[Machine], "int | None"]
 Reader = Callable[[Machine], int]

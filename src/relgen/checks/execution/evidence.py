@@ -19,10 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import layout
-from ..kexec_image import KERNEL_REGION_BASE, KexecImage, make_image
-from ..names import DEFAULT_PAGE_SIZE
-from .machine import (
+from relgen.checks.execution.images import KERNEL_REGION_BASE, KexecImage, make_image
+from relgen.checks.execution.machine import (
     PSR_BN,
     PSR_DT,
     PSR_I,
@@ -34,7 +32,9 @@ from .machine import (
     Machine,
     Memory,
 )
-from .run import Exit, Program, load_program, run
+from relgen.checks.execution.run import Exit, Program, load_program, run
+from relgen.names import DEFAULT_PAGE_SIZE
+from relgen.toolchain import layout
 
 NOT_COVERED = ("not modelled: real TLB, cache and PAL behaviour, eager RSE spills, "
                "interruptions, NaT bits; relocated immediates keep the unlinked object's 0")

@@ -20,7 +20,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from relgen.layout import ControlPageMap, MapSymbol, PageReport, page_report, page_size_name
+from relgen.toolchain.layout import (
+    ControlPageMap,
+    MapSymbol,
+    PageReport,
+    page_report,
+    page_size_name,
+)
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 

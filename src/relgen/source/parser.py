@@ -1,17 +1,9 @@
-"""The lossless syntax tree of an ia64 `.S` file: nodes, `parse()` and `unparse()`.
+"""The parser: ia64 assembly text to nodes (`parse_module`), and nodes back to text.
 
-This is the only module that knows lark. The tree is a `Module` of physical `Line`s; a line
-holds `Item`s (labels, instructions, directives, comments, ...) and its ending. Every item
-keeps `raw`, its exact bytes including the white space before it, so
-`unparse(parse(text)) == text` always holds, and an edit that replaces one item leaves every
-other byte as it was. New syntax for an edit comes from text too: `parse_statement()` and
-`parse_expression()` read it with the same grammar.
-
-Comment ownership (what a comment moves with when code is moved):
-- a comment on a line that also holds a statement *trails* that line and belongs to it;
-- a line that holds only comments (and white space) *leads* the next line that holds a
-  statement, label or preprocessor line: it belongs to that line (`owner_of_comment_line`).
-  A blank line belongs to nothing and stays where it is.
+This is the only module that knows lark (the grammar is `ia64.lark` beside it). The nodes
+are built during lark's LALR parse, so no lark tree is walked again. `unparse(parse_module(
+text)) == text` always holds. New syntax for an edit comes from text too:
+`parse_statement()` and `parse_expression()` read it with the same grammar.
 """
 
 from __future__ import annotations
@@ -20,12 +12,9 @@ import gc
 import os
 import re
 import sys
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import ClassVar
 
 import lark
 from lark import (
@@ -38,251 +27,32 @@ from lark import (
 )
 from lark.exceptions import UnexpectedEOF
 
-from . import expr as ex
-from .errors import RelgenError
-from .resources import data_dir
-
-# Horizontal white space; with `\` continuations it makes the space before a token.
-_BLANK = " \t\f\v"
-_LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
-
-# Pseudo-ops that lay down data rather than instructions.
-DATA_MNEMONICS = frozenset(
-    {"data1", "data2", "data4", "data8", "data16", "real4", "real8", "real10", "real16",
-     "string", "stringz"}
+from relgen.errors import RelgenError
+from relgen.source import expressions as ex
+from relgen.source.nodes import (
+    BLANK,
+    LEADING_SPACE,
+    STATEMENT_TYPES,
+    BundleClose,
+    BundleOpen,
+    Comment,
+    Directive,
+    Instruction,
+    Item,
+    Label,
+    Line,
+    MacroCall,
+    Module,
+    Preprocessor,
+    Separator,
+    Stop,
+    Tag,
+    source_line,
+    strip_space,
 )
-DATA_DIRECTIVES = frozenset(
-    {".fill", ".skip", ".space", ".zero", ".byte", ".word", ".long", ".quad", ".ascii",
-     ".asciz", ".string", ".xdata1", ".xdata2", ".xdata4", ".xdata8", ".xreal4", ".xreal8"}
-)
-# Directives that reserve an area of bytes rather than lay down values.
-AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
 
-
-def strip_space(raw: str) -> str:
-    """`raw` without the white space (and `\\` continuations) in front of it."""
-    text = raw.lstrip(_BLANK)
-    if text[:1] != "\\":
-        return text
-    return raw[_LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
-
-
-# ---------------------------------------------------------------------------- nodes
-
-
-@dataclass(frozen=True)
-class Item:
-    """One thing on a line. `line`/`column` (1-based) are where its text starts."""
-
-    raw: str
-    line: int
-    column: int
-    kind: ClassVar[str] = "item"
-
-    @property
-    def text(self) -> str:
-        return strip_space(self.raw)
-
-
-@dataclass(frozen=True)
-class Label(Item):
-    name: str = ""
-    kind: ClassVar[str] = "label"
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.name.isdigit()
-
-
-@dataclass(frozen=True)
-class Tag(Item):
-    """`[1:]`: an ia64 instruction tag."""
-
-    name: str = ""
-    kind: ClassVar[str] = "tag"
-
-
-@dataclass(frozen=True)
-class Stop(Item):
-    """`;;`: the end of an instruction group."""
-
-    kind: ClassVar[str] = "stop"
-
-
-@dataclass(frozen=True)
-class Separator(Item):
-    """`;`: separates two statements on one line without ending the group."""
-
-    kind: ClassVar[str] = "separator"
-
-
-@dataclass(frozen=True)
-class BundleOpen(Item):
-    kind: ClassVar[str] = "bundle_open"
-
-
-@dataclass(frozen=True)
-class BundleClose(Item):
-    kind: ClassVar[str] = "bundle_close"
-
-
-@dataclass(frozen=True)
-class Comment(Item):
-    kind: ClassVar[str] = "comment"
-
-
-@dataclass(frozen=True)
-class Preprocessor(Item):
-    """A C preprocessor line, continuations included. `directive` is `define`, `include`..."""
-
-    directive: str = ""
-    kind: ClassVar[str] = "preprocessor"
-
-
-@dataclass(frozen=True)
-class Instruction(Item):
-    """`(p6) mnemonic dst,...=src,...`. Data pseudo-ops such as `data8` are of kind "data".
-
-    `operands` are in source order; the first `destinations` of them stand before the `=`.
-    `separators` holds the raw `,`/`=` tokens between operands, so the text prints back.
-    """
-
-    predicate: str | None = None
-    mnemonic: str = ""
-    operands: tuple[ex.Expr, ...] = ()
-    separators: tuple[str, ...] = ()
-    destinations: int = 0
-    # the raw text of the predicate and mnemonic tokens, kept to print the line back
-    head: str = ""
-
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return "data" if self.mnemonic in DATA_MNEMONICS else "instruction"
-
-    @property
-    def sources(self) -> tuple[ex.Expr, ...]:
-        return self.operands[self.destinations:]
-
-    def with_operands(self, operands: Sequence[ex.Expr], head: str | None = None) -> Instruction:
-        """A copy with new operands (and head), its raw text rebuilt from the parts."""
-        head_text = self.head if head is None else head
-        raw = head_text + "".join(
-            op.text if i == 0 else self.separators[i - 1] + op.text
-            for i, op in enumerate(operands)
-        )
-        return replace(self, raw=raw, operands=tuple(operands), head=head_text)
-
-
-@dataclass(frozen=True)
-class Directive(Item):
-    """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data"."""
-
-    name: str = ""
-    operands: tuple[ex.Expr, ...] = ()
-
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return "data" if self.name in DATA_DIRECTIVES else "directive"
-
-    @property
-    def reserves_area(self) -> bool:
-        return self.name in AREA_DIRECTIVES
-
-
-@dataclass(frozen=True)
-class MacroCall(Item):
-    """`GLOBAL_ENTRY(x)`, `END(x)`, `GET_THIS_PADDR(r2, sym)`: a kernel macro as a statement.
-
-    Arguments are kept as text split at top-level commas, since they may hold whole
-    instructions (`EX(.fail, st8 [r31]=r9)`).
-    """
-
-    name: str = ""
-    args: tuple[str, ...] = ()
-    kind: ClassVar[str] = "macro_call"
-
-
-STATEMENT_TYPES = (Instruction, Directive, MacroCall)
-
-
-@dataclass(frozen=True)
-class Line:
-    """A physical line: its items and its ending (white space and newline, or "" at EOF).
-
-    A line may span several physical lines when it holds a multi-line `/* */` comment or a
-    preprocessor line with continuations; `number` is where it starts.
-    """
-
-    items: tuple[Item, ...]
-    ending: str
-    number: int
-
-    @property
-    def raw(self) -> str:
-        return "".join(item.raw for item in self.items) + self.ending
-
-    @property
-    def shown(self) -> str:
-        """Its first physical line without the ending: what an error shows under its message."""
-        return source_line(self.raw, 1) or ""
-
-    @property
-    def is_blank(self) -> bool:
-        return not self.items
-
-    @property
-    def is_comment_only(self) -> bool:
-        return bool(self.items) and all(isinstance(i, Comment) for i in self.items)
-
-    def statements(self) -> Iterator[Item]:
-        return (i for i in self.items if isinstance(i, STATEMENT_TYPES))
-
-    def labels(self) -> Iterator[Label]:
-        return (i for i in self.items if isinstance(i, Label))
-
-
-@dataclass(frozen=True)
-class Module:
-    """A whole file: its lines in order. `path` is used in messages only."""
-
-    lines: tuple[Line, ...]
-    path: str = field(default="<input>", compare=False)
-
-    def items(self) -> Iterator[tuple[int, Item]]:
-        """(index of the line, item) for every item in the file."""
-        for index, line in enumerate(self.lines):
-            for item in line.items:
-                yield index, item
-
-    def kind_counts(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for line in self.lines:
-            if line.is_blank:
-                counts["blank"] += 1
-            for item in line.items:
-                counts[item.kind] += 1
-        return counts
-
-    def with_lines(self, lines: Sequence[Line]) -> Module:
-        return replace(self, lines=tuple(lines))
-
-
-def owner_of_comment_line(module: Module, index: int) -> int | None:
-    """The index of the line that the comment-only line `index` leads, or None.
-
-    A run of comment-only lines leads the first following line that holds anything but
-    comments; a blank line in between breaks the run (the comment then belongs to nothing).
-    """
-    for later in range(index + 1, len(module.lines)):
-        line = module.lines[later]
-        if line.is_blank:
-            return None
-        if not line.is_comment_only:
-            return later
-    return None
-
-
-# ---------------------------------------------------------------------------- parsing
+#: The LALR grammar of GNU ia64 assembly with the C preprocessor lines and kernel macros.
+GRAMMAR = Path(__file__).with_name("ia64.lark")
 
 # The grammar's entry points: a whole file, and one operand alone (`parse_expression`).
 _FILE_START = "start"
@@ -291,10 +61,10 @@ _EXPRESSION_START = "expression"
 
 def _position(token: Token) -> tuple[int, int]:
     """Line and column of the first non-space character of a token."""
-    rest = token.lstrip(_BLANK)
+    rest = token.lstrip(BLANK)
     if rest[:1] != "\\":  # no `\` continuation in the white space, so no newline either
         return token.line, token.column + len(token) - len(rest)
-    prefix = _LEADING_SPACE.match(token).group(0)  # type: ignore[union-attr]
+    prefix = LEADING_SPACE.match(token).group(0)  # type: ignore[union-attr]
     line = token.line + prefix.count("\n")
     if "\n" in prefix:
         return line, len(prefix) - prefix.rfind("\n")
@@ -308,10 +78,10 @@ def _line_number(items: Sequence[Item], ending: Token | None) -> int:
         assert ending is not None, "a line holds an item or ends in a token"
         return ending.line
     first = items[0]
-    if first.raw.lstrip(_BLANK)[:1] != "\\":
+    if first.raw.lstrip(BLANK)[:1] != "\\":
         return first.line
     # a `\` continuation before the first item: the item stands on a later physical line
-    return first.line - _LEADING_SPACE.match(first.raw).group(0).count("\n")  # type: ignore
+    return first.line - LEADING_SPACE.match(first.raw).group(0).count("\n")  # type: ignore
 
 
 def _text(children: Sequence[Token | ex.Expr]) -> str:
@@ -558,7 +328,7 @@ def _grammar_cache() -> str | bool:
 @cache
 def _parser() -> Lark:
     return Lark.open(
-        str(data_dir("grammars") / "ia64.lark"),
+        str(GRAMMAR),
         parser="lalr",
         lexer="contextual",
         start=[_FILE_START, _EXPRESSION_START],
@@ -626,13 +396,6 @@ def _error_from_lark(error: UnexpectedInput, text: str, path: str,
     return RelgenError(message, path, line, column, source_line(text, line))
 
 
-def source_line(text: str, line: int) -> str | None:
-    """Line `line` (1-based) of `text` without its ending, as lark counts lines: only "\\n"
-    ends one (not "\\f" or a lone "\\r"). Every error that shows a line takes it from here."""
-    lines = text.split("\n")
-    return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else None
-
-
 def decode_source(data: bytes, path: str) -> str:
     """Bytes -> text, strictly UTF-8; a NUL byte or bad UTF-8 is a positioned error."""
     if b"\0" in data:
@@ -653,7 +416,7 @@ def decode_source(data: bytes, path: str) -> str:
                           source) from None
 
 
-def parse(text: str, path: str = "<input>") -> Module:
+def parse_module(text: str, path: str = "<input>") -> Module:
     """Parse ia64 assembly text into a Module; RelgenError with a position on bad input."""
     parser = _parser()  # outside the `try`: an error in the grammar is not one in `text`
     # The nodes hold no reference cycles: the cyclic garbage collector, which would scan every
@@ -697,7 +460,7 @@ def parse_statement(text: str, path: str = "<new text>") -> Instruction | Direct
     it its place in a module with `dataclasses.replace(item, line=..., column=...)`).
     RelgenError when `text` is anything but one statement: no newline, no comment, no stop.
     """
-    module = parse(text, path)
+    module = parse_module(text, path)
     items = [item for _, item in module.items()]
     if (len(module.lines) == 1 and module.lines[0].ending == "" and len(items) == 1
             and isinstance(items[0], STATEMENT_TYPES)):
@@ -729,25 +492,3 @@ def read_source(path: Path) -> str:
 def unparse(module: Module) -> str:
     """The text of the module: the original bytes for every item not replaced."""
     return "".join(line.raw for line in module.lines)
-
-
-def identity_pass(module: Module) -> Module:
-    """A pass that rebuilds every line and item without changing any: for round-trip tests."""
-    return module.with_lines(
-        [Line(tuple(replace(item) for item in line.items), line.ending, line.number)
-         for line in module.lines]
-    )
-
-
-def to_json(module: Module) -> dict[str, object]:
-    """Every item with its kind, text, line and column, line by line."""
-    statements: list[dict[str, object]] = []
-    for line in module.lines:
-        if line.is_blank:
-            statements.append({"kind": "blank", "text": "", "line": line.number, "column": 1})
-        for item in line.items:
-            statements.append(
-                {"kind": item.kind, "text": item.text, "line": item.line, "column": item.column}
-            )
-    return {"path": module.path, "statements": statements,
-            "counts": dict(sorted(module.kind_counts().items()))}

@@ -1,7 +1,7 @@
 """A check-only ia64 C compiler stand-in for Kbuild: the host gcc's front end, ia64's view.
 
 There is no ia64 gcc in Debian, but the kernel's checks (sparse, and gcc's own diagnostics)
-need only a compiler that parses C the way an ia64 gcc would. `python -m relgen.checkcc`
+need only a compiler that parses C the way an ia64 gcc would. `python -m relgen.checks.checkcc`
 (also installed as `relgen-checkcc`) takes a gcc command line as Kbuild writes it for
 ARCH=ia64 and
 
@@ -172,7 +172,7 @@ def predefines(options: Sequence[str]) -> list[str]:
 def _gcc(invocation: Invocation, *mode: str, inputs: Sequence[tuple[str, str]],
          output: str | None) -> list[str]:
     attributes = [] if "-E" in mode else [f"-D{a}" for a in IA64_ATTRIBUTES]
-    command = [tools.find(HOST_COMPILER, "gcc"), *predefines(invocation.options), *attributes,
+    command = [tools.find(HOST_COMPILER), *predefines(invocation.options), *attributes,
                *invocation.options, *mode]
     if output is not None:
         command += ["-o", output]
@@ -183,7 +183,7 @@ def _gcc(invocation: Invocation, *mode: str, inputs: Sequence[tuple[str, str]],
 
 def _assemble(invocation: Invocation) -> int:
     """cpp with the ia64 predefines where the language asks for it, then ia64-linux-gnu-as."""
-    assembler = tools.find(ASSEMBLER, "binutils-ia64-linux-gnu")
+    assembler = tools.find(ASSEMBLER)
     if "--version" in invocation.assembler_options:
         return tools.run_passthrough([assembler, "--version"])
     if len(invocation.inputs) != 1:
@@ -212,7 +212,7 @@ def _write_empty_object(output: str) -> int:
     mk_elfconfig reads the ELF class and byte order of scripts/mod/empty.o, whose source is
     empty). An empty object keeps those steps running and truthful: it exports nothing.
     """
-    assembler = tools.find(ASSEMBLER, "binutils-ia64-linux-gnu")
+    assembler = tools.find(ASSEMBLER)
     return tools.run_passthrough([assembler, "-o", output, "/dev/null"])
 
 
@@ -223,7 +223,7 @@ def run(argv: Sequence[str]) -> int:
         if "-dumpmachine" in argv:
             print(TARGET)
             return 0
-        return tools.run_passthrough([tools.find(HOST_COMPILER, "gcc"), *argv])
+        return tools.run_passthrough([tools.find(HOST_COMPILER), *argv])
     languages = {language for language, _ in invocation.inputs}
     if invocation.mode == "preprocess":
         return tools.run_passthrough(_gcc(invocation, "-E", inputs=invocation.inputs,

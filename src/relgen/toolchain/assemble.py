@@ -1,32 +1,26 @@
-"""The kernel tree and the ia64 toolchain: finding them, preprocessing, assembling, disassembling.
+"""cpp and `ia64-linux-gnu-as -x` on a `.S`, the way Kbuild runs them for arch/ia64.
 
-It runs cpp, ia64-linux-gnu-as and -objdump through `relgen.tools`, the one place that starts
-programs. It preprocesses a `.S` the way Kbuild does for arch/ia64, writes stand-ins for the
+It preprocesses a `.S` the way Kbuild does for arch/ia64, writes stand-ins for the
 generated headers when the tree has never been built, and turns the tools' diagnostics into
 positioned RelgenErrors that point at the original source line.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from relgen import tools
 from relgen.errors import RelgenError, ToolError
-from relgen.names import DEFAULT_PAGE_SIZE, PAGE_SIZES, RELOCATE_KERNEL_PATH
-from relgen.syntax import source_line
+from relgen.names import DEFAULT_PAGE_SIZE, PAGE_SIZES
+from relgen.source.nodes import source_line
+from relgen.toolchain.era import OLD_ASM, Era
+from relgen.toolchain.tree import KernelTree, page_size_text
 
-TOOL_PREFIX = "ia64-linux-gnu-"
-BINUTILS_PACKAGE = "binutils-ia64-linux-gnu"
-TREE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_TREE"
-# Where `make setup` extracts the Debian linux-source-6.1 tarball, relative to the checkout.
-CACHED_TREE = Path(".cache") / "linux-source-6.1"
-RELOCATE_KERNEL = Path(RELOCATE_KERNEL_PATH)
+ASSEMBLER = tools.IA64_PREFIX + "as"
 
 # Kbuild's KBUILD_CPPFLAGS for ia64 (arch/ia64/Makefile): every binutils of this century has these
 # features, and TEXT_ALIGN() in asm/asmmacro.h expands to nothing without the first one, which
@@ -41,120 +35,12 @@ KBUILD_IA64_DEFINES = (
 # their absolute path, so that a .s is the same on every machine and leaks no local path.
 BUILD_DIR_MARKER = "<relgen>"
 
-_PAGE_SIZE_CONFIG = re.compile(r"^#define\s+CONFIG_IA64_PAGE_SIZE_(\d+)KB\s+1\s*$", re.MULTILINE)
 _LINE_MARKER = re.compile(r'^(# \d+ ")([^"]*)(".*)$')
 _AS_DIAGNOSTIC = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<kind>Error|Warning): (?P<msg>.*)$")
 _CPP_DIAGNOSTIC = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+):(?:(?P<col>\d+):)? (?:fatal )?(?P<kind>error|warning): "
     r"(?P<msg>.*)$"
 )
-_OBJDUMP_SYMBOL = re.compile(r"^(?P<address>[0-9a-f]+) <(?P<name>[^>]+)>:$")
-_OBJDUMP_SECTION = re.compile(r"^Disassembly of section (?P<name>\S+):$")
-# "     4c:\t00 f8 10 08 80 05 \t[MII]       alloc r31=ar.pfs,4,4,0"; the text part is absent on
-# the continuation line of a long bundle (the second half of an MLX movl).
-_OBJDUMP_SLOT = re.compile(
-    r"^\s*(?P<address>[0-9a-f]+):\t(?P<bytes>(?:[0-9a-f]{2} )+)\s*(?:\t(?P<text>.*))?$"
-)
-_TEMPLATE = re.compile(r"^\[(?P<template>[A-Z]+)\]\s*(?P<rest>.*)$")
-_BRANCH_TARGET = re.compile(r"\b[0-9a-f]+ (<[^>]+>)")
-
-
-def parse_page_sizes(text: str) -> tuple[int, ...]:
-    """Page sizes from "4K,16K" or "4096,65536": sorted, without repeats, each one ia64 supports."""
-    sizes: set[int] = set()
-    for item in text.split(","):
-        word = item.strip()
-        size = _parse_one_page_size(word)
-        if size not in PAGE_SIZES:
-            raise RelgenError(
-                f"unknown page size {word!r}: ia64 pages are 4K, 8K, 16K or 64K "
-                "(or 4096, 8192, 16384, 65536 bytes)"
-            )
-        sizes.add(size)
-    return tuple(sorted(sizes))
-
-
-def _parse_one_page_size(word: str) -> int | None:
-    match = re.fullmatch(r"(\d+)\s*(k|kb|kib)?", word, re.IGNORECASE)
-    if match is None:
-        return None
-    number = int(match.group(1))
-    return number * 1024 if match.group(2) else number
-
-
-def _page_size_text(page_size: int) -> str:
-    return f"{page_size // 1024} KiB" if page_size % 1024 == 0 else f"{page_size} bytes"
-
-
-@dataclass(frozen=True)
-class KernelTree:
-    """A Linux source tree with arch/ia64, built or not."""
-
-    root: Path
-
-    @property
-    def relocate_kernel(self) -> Path:
-        """The kexec relocation code this tool regenerates."""
-        return self.root / RELOCATE_KERNEL
-
-    @property
-    def has_build(self) -> bool:
-        """True when a kernel build has generated include/generated/ (no stand-ins needed)."""
-        return (self.root / "include" / "generated" / "autoconf.h").is_file()
-
-    @property
-    def configured_page_size(self) -> int | None:
-        """The page size a built tree is configured for; None for a tree without a build."""
-        if not self.has_build:
-            return None
-        autoconf = (self.root / "include" / "generated" / "autoconf.h").read_text(
-            encoding="utf-8", errors="replace"
-        )
-        match = _PAGE_SIZE_CONFIG.search(autoconf)
-        return int(match.group(1)) * 1024 if match else None
-
-
-def find_kernel_tree(explicit: Path | None = None, *, start: Path | None = None) -> KernelTree:
-    """The tree to work on: `explicit`, else $RELGEN_KERNEL_TREE, else .cache/linux-source-6.1
-    in `start` (the current directory by default) or any of its parents."""
-    if explicit is not None:
-        return _checked_tree(Path(explicit), "")
-    from_environment = os.environ.get(TREE_ENVIRONMENT_VARIABLE)
-    if from_environment:
-        return _checked_tree(Path(from_environment), f" (from ${TREE_ENVIRONMENT_VARIABLE})")
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / CACHED_TREE
-        if candidate.is_dir():
-            return _checked_tree(candidate, "")
-    raise RelgenError(
-        "no Linux kernel tree found: run `make setup` to extract linux-source-6.1 into "
-        f"{CACHED_TREE}, or pass --kernel-tree DIR (or set ${TREE_ENVIRONMENT_VARIABLE})"
-    )
-
-
-def _checked_tree(path: Path, origin: str) -> KernelTree:
-    if not (path / "arch" / "ia64").is_dir():
-        raise RelgenError(f"{path}{origin} is not a Linux tree with arch/ia64")
-    return KernelTree(path.resolve())
-
-
-def find_tool(name: str) -> str:
-    """The path of ia64-linux-gnu-`name` on PATH as it is now, or a ToolError naming the package."""
-    program = TOOL_PREFIX + name
-    found = shutil.which(program)
-    if found is None:
-        raise ToolError(
-            f"{program} not found on PATH; install the Debian package {BINUTILS_PACKAGE}"
-        )
-    return found
-
-
-def _find_cpp() -> str:
-    found = shutil.which("cpp")
-    if found is None:
-        raise ToolError("cpp not found on PATH; install the Debian package cpp")
-    return found
 
 
 @dataclass(frozen=True)
@@ -193,8 +79,7 @@ def assemble(
     warning is an error like any other. `cpp_flags` are the configuration's `-DNAME[=VALUE]`
     and `-UNAME`, given after Kbuild's own.
     """
-    assembler = find_tool("as")
-    cpp = _find_cpp()
+    assembler = tools.find(ASSEMBLER)
     page_size = _chosen_page_size(tree, page_size)
     source_path = Path(source)
     if not source_path.is_file():
@@ -215,12 +100,14 @@ def assemble(
     object_path.unlink(missing_ok=True)
     if extra_headers:
         _write_extra_headers(extra_dir, extra_headers)
-    standin_root = build_dir / "standins"
+    era = tree.era
+    layout = build_dir / "kbuild"
+    shutil.rmtree(layout, ignore_errors=True)
     standins: tuple[str, ...] = ()
     if not tree.has_build:
-        standins = _write_standins(standin_root, page_size)
+        standins = _write_standins(layout / "standins", era, page_size)
 
-    command = [cpp, "-nostdinc", "-undef", "-D__ASSEMBLY__", "-D__KERNEL__", "-D__ia64__"]
+    command = ["cpp", "-nostdinc", "-undef", "-D__ASSEMBLY__", "-D__KERNEL__", "-D__ia64__"]
     command += list(KBUILD_IA64_DEFINES)
     command += list(cpp_flags)
     command += ["-fno-diagnostics-color", "-fno-diagnostics-show-caret"]
@@ -228,15 +115,16 @@ def assemble(
         command += ["-I", str(extra_dir)]
     for folder in include_dirs:
         command += ["-I", str(Path(folder).resolve())]
-    command += _tree_include_flags(tree, None if tree.has_build else standin_root / "include")
-    command += ["-include", "include/linux/kconfig.h", source_argument, "-o", "-"]
-    result = _run(command, tree.root)
+    command += kbuild_include_flags(tree, layout)
+    command += [tools.operand(source_argument), "-o", "-"]
+    result = tools.run(command, tree.root)
     if result.returncode != 0:
         raise _diagnostic_error("cpp", result.stderr, _CPP_DIAGNOSTIC, places)
     preprocessed.write_text(_without_build_dir(result.stdout, build_dir), encoding="utf-8")
 
     # -x: report instruction-group dependency violations, as the design asks of both files.
-    result = _run([assembler, "-x", "-o", str(object_path), str(preprocessed)], tree.root)
+    result = tools.run([assembler, "-x", "-o", tools.operand(object_path),
+                        tools.operand(preprocessed)], tree.root)
     if result.returncode != 0:
         raise _diagnostic_error(Path(assembler).name, result.stderr, _AS_DIAGNOSTIC, places)
     warnings = _warnings(result.stderr, places)
@@ -251,11 +139,10 @@ _MACRO_DEFINITION = re.compile(r"^#define (\w+) (.*)$", re.MULTILINE)
 def header_macros(header: str, workdir: Path, cpp_flags: Sequence[str] = ()) -> dict[str, str]:
     """The object-like macros `header` defines under `cpp_flags`, as `cpp -dM` sees them in
     assembly (each configuration of a conditional header gives its own numbers)."""
-    cpp = _find_cpp()
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "header-macros.h"
     path.write_text(header, encoding="utf-8")
-    result = _run([cpp, "-undef", "-dM", "-D__ASSEMBLY__", *cpp_flags, path.name], workdir)
+    result = tools.run(["cpp", "-undef", "-dM", "-D__ASSEMBLY__", *cpp_flags, path.name], workdir)
     if result.returncode != 0:
         raise _diagnostic_error("cpp", result.stderr, _CPP_DIAGNOSTIC,
                                 _ReportedFiles(path.name, path, KernelTree(workdir), workdir))
@@ -271,8 +158,8 @@ def _chosen_page_size(tree: KernelTree, requested: int | None) -> int:
     if configured is not None and requested != configured:
         # A real build is used as it is: its configuration, not ours, decides PAGE_SIZE.
         raise RelgenError(
-            f"the kernel build in {tree.root} is configured for {_page_size_text(configured)} "
-            f"pages; it cannot be assembled for {_page_size_text(requested)} pages without "
+            f"the kernel build in {tree.root} is configured for {page_size_text(configured)} "
+            f"pages; it cannot be assembled for {page_size_text(requested)} pages without "
             "reconfiguring it"
         )
     return requested
@@ -288,23 +175,38 @@ def _tree_relative(source: Path, tree: KernelTree) -> str:
         return str(absolute)
 
 
-def _tree_include_flags(tree: KernelTree, standin_include: Path | None) -> list[str]:
-    """Kbuild's LINUXINCLUDE for arch/ia64, with the stand-in folder where include/generated/
-    would be found. Folders a tree without a build lacks are left out."""
-    folders: list[str] = ["arch/ia64/include", "arch/ia64/include/generated"]
-    folders.append(str(standin_include) if standin_include is not None else "")
-    folders += [
-        "include",
-        "arch/ia64/include/uapi",
-        "arch/ia64/include/generated/uapi",
-        "include/uapi",
-        "include/generated/uapi",
-    ]
+def kbuild_include_flags(tree: KernelTree, layout: Path) -> list[str]:
+    """Kbuild's LINUXINCLUDE for arch/ia64 in the tree's era, and its forced `-include`.
+
+    What Kbuild would have made in the tree (the `include/asm` link of 2.6.26 and before,
+    the configuration, asm-offsets.h) is made in `layout`, a scratch folder: `standins/`
+    (written by `_write_standins` for a tree without a build) and `links/asm`; the tree
+    itself is never written. Folders a tree lacks are left out.
+    """
+    era = tree.era
+    standins = layout / "standins"
+    links: list[str] = []
+    if era.links_asm and not (tree.root / "include" / "asm").exists():
+        (layout / "links").mkdir(parents=True, exist_ok=True)
+        (layout / "links" / "asm").symlink_to(tree.root / era.asm_dir)
+        links.append(str(layout / "links"))
+    if era.asm_dir == OLD_ASM:
+        folders = [str(standins), *links, "include"]
+    elif era.release < (2, 6, 33):
+        folders = [str(standins), "arch/ia64/include", "include"]
+    else:
+        folders = ["arch/ia64/include", "arch/ia64/include/generated", str(standins),
+                   "include", "arch/ia64/include/uapi", "arch/ia64/include/generated/uapi",
+                   "include/uapi", "include/generated/uapi"]
     flags: list[str] = []
     for folder in folders:
-        if folder and (tree.root / folder).is_dir():
+        if (tree.root / folder).is_dir():
             flags += ["-I", folder]
-    return flags
+    forced = era.forced_include
+    standin = standins / forced.removeprefix("include/")
+    if not (tree.root / forced).is_file() and standin.is_file():
+        forced = str(standin)
+    return [*flags, "-include", forced]
 
 
 def _write_extra_headers(extra_dir: Path, headers: Mapping[str, str]) -> None:
@@ -317,16 +219,16 @@ def _write_extra_headers(extra_dir: Path, headers: Mapping[str, str]) -> None:
         target.write_text(text, encoding="utf-8")
 
 
-def _write_standins(standin_root: Path, page_size: int) -> tuple[str, ...]:
-    """include/generated/{autoconf,asm-offsets}.h for a tree that was never built."""
-    generated = standin_root / "include" / "generated"
-    generated.mkdir(parents=True, exist_ok=True)
+def _write_standins(standins: Path, era: Era, page_size: int) -> tuple[str, ...]:
+    """The configuration and asm-offsets.h of a tree that was never built, where the tree's
+    era has Kbuild write them."""
     autoconf = [
         "/* relgen stand-in: this tree has no kernel build. */",
         "#define CONFIG_IA64 1",
         "#define CONFIG_64BIT 1",
         f"#define CONFIG_IA64_PAGE_SIZE_{page_size // 1024}KB 1",
         "#define CONFIG_PGTABLE_LEVELS 3",
+        "#define CONFIG_PGTABLE_3 1",
         "#define CONFIG_IA64_GRANULE_16MB 1",
         "#define CONFIG_ARCH_FORCE_MAX_ORDER 11",
         "#define CONFIG_FORCE_MAX_ZONEORDER 11",
@@ -337,7 +239,7 @@ def _write_standins(standin_root: Path, page_size: int) -> tuple[str, ...]:
     offsets = [
         "/* relgen stand-in: this tree has no kernel build.",
         " * The LP64 offsets of these fields of struct cpuinfo_ia64",
-        " * (arch/ia64/include/asm/processor.h, as configured with CONFIG_SMP;",
+        " * (asm/processor.h, as configured with CONFIG_SMP;",
         " * they come before the SMP-only fields). ia64 instructions are",
         " * fixed-size bundles, so these values change immediates, never the layout.",
         " */",
@@ -346,9 +248,14 @@ def _write_standins(standin_root: Path, page_size: int) -> tuple[str, ...]:
         "#define IA64_CPUINFO_PTCE_COUNT_OFFSET 80",
         "#define IA64_CPUINFO_PTCE_STRIDE_OFFSET 88",
     ]
-    (generated / "autoconf.h").write_text("\n".join(autoconf) + "\n", encoding="utf-8")
-    (generated / "asm-offsets.h").write_text("\n".join(offsets) + "\n", encoding="utf-8")
-    return ("include/generated/autoconf.h", "include/generated/asm-offsets.h")
+    config = era.config_header.removeprefix("include/")
+    written = {config: autoconf, era.asm_offsets: offsets}
+    for name, lines in written.items():
+        path = standins / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tuple(f"include/{name}" if name.startswith(("linux/", "generated/")) else
+                 f"{era.asm_dir}/{name.removeprefix('asm/')}" for name in written)
 
 
 def _without_build_dir(text: str, build_dir: Path) -> str:
@@ -362,10 +269,6 @@ def _without_build_dir(text: str, build_dir: Path) -> str:
             line = match.group(1) + name + match.group(3) + "\n"
         lines.append(line)
     return "".join(lines)
-
-
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return tools.run(command, cwd)
 
 
 @dataclass(frozen=True)
@@ -389,7 +292,7 @@ class _ReportedFiles:
             inside = real.relative_to(self.build_dir).as_posix()
         except ValueError:
             return str(real), real
-        folder, _, include_name = inside.partition("/")
+        folder, _, include_name = inside.removeprefix("kbuild/").partition("/")
         if folder == "standins":
             return f"{include_name} (relgen stand-in)", real
         return f"<{include_name}> (extra header)", real
@@ -459,91 +362,3 @@ def _warnings(output: str, places: _ReportedFiles) -> tuple[str, ...]:
     return tuple(found)
 
 
-def disassemble(object_path: Path) -> str:
-    """`objdump -d` of the object, run beside it so that the text names it without a folder."""
-    objdump = find_tool("objdump")
-    object_path = Path(object_path).resolve()
-    result = _run([objdump, "-d", object_path.name], object_path.parent)
-    if result.returncode != 0:
-        raise ToolError(
-            f"{Path(objdump).name} failed:\n{result.stderr.strip()}", path=str(object_path)
-        )
-    return result.stdout
-
-
-@dataclass(frozen=True)
-class DecodedSlot:
-    """One instruction slot of a bundle, as objdump shows it."""
-
-    section: str
-    symbol: str
-    # Where the bundle begins, from the start of `symbol`; ia64 code moves by whole bundles.
-    symbol_offset: int
-    bundle: int
-    slot: int
-    template: str
-    text: str
-    stop: bool
-
-    @property
-    def address(self) -> int:
-        """The slot's address in the ia64 convention (bundle address + slot number), which is
-        also how relocation offsets name a slot."""
-        return self.bundle + self.slot
-
-    @property
-    def unit(self) -> str:
-        """The execution unit of the slot (M, I, F, B, or L for the long immediate of MLX)."""
-        return self.template[self.slot] if self.slot < len(self.template) else "?"
-
-    @property
-    def comparable(self) -> str:
-        """The text without absolute branch addresses ("br.few 160 <x+0x160>" -> "br.few
-        <x+0x160>"), so that code that moved as a whole compares equal."""
-        return _BRANCH_TARGET.sub(r"\1", self.text)
-
-
-def disassemble_instructions(object_path: Path) -> list[DecodedSlot]:
-    """Every instruction slot of the object's executable sections, in address order."""
-    return parse_disassembly(disassemble(object_path))
-
-
-def parse_disassembly(text: str) -> list[DecodedSlot]:
-    """The instructions of `objdump -d` text (see disassemble_instructions)."""
-    instructions: list[DecodedSlot] = []
-    section = ""
-    symbol, symbol_address = "", 0
-    template, bundle, slot = "", 0, 0
-    for line in text.splitlines():
-        if match := _OBJDUMP_SECTION.match(line):
-            section = match.group("name")
-            continue
-        if match := _OBJDUMP_SYMBOL.match(line):
-            symbol, symbol_address = match.group("name"), int(match.group("address"), 16)
-            continue
-        match = _OBJDUMP_SLOT.match(line)
-        if match is None or match.group("text") is None:
-            continue  # headers, "..." for skipped zeros, the second line of an MLX long slot
-        body = match.group("text").strip()
-        if template_match := _TEMPLATE.match(body):
-            template = template_match.group("template")
-            bundle = int(match.group("address"), 16)
-            slot = 0
-            body = template_match.group("rest")
-        else:
-            slot += 1
-        stop = body.endswith(";;")
-        body = body.removesuffix(";;").strip()
-        instructions.append(
-            DecodedSlot(
-                section=section,
-                symbol=symbol,
-                symbol_offset=bundle - symbol_address,
-                bundle=bundle,
-                slot=slot,
-                template=template,
-                text=body,
-                stop=stop,
-            )
-        )
-    return instructions

@@ -20,10 +20,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import expr as ex
-from .errors import RelgenError
-from .names import DEFAULT_ENTRY, size_macro
-from .syntax import Directive, Instruction, Item, Label, Line, MacroCall, Module, Preprocessor
+from relgen.errors import RelgenError
+from relgen.names import DEFAULT_ENTRY, size_macro
+from relgen.source import expressions as ex
+from relgen.source.nodes import (
+    Directive,
+    Instruction,
+    Item,
+    Label,
+    Line,
+    MacroCall,
+    Module,
+    Preprocessor,
+)
 
 STUB_INSTRUCTIONS = 8  # an entry this short only jumps elsewhere (the Xen hypervisor's)
 CONDITIONAL_OPENERS = frozenset({"if", "ifdef", "ifndef"})
@@ -267,7 +276,11 @@ def find_region(module: Module, entry: str = DEFAULT_ENTRY,
         while stop < limit and (_label_only(module.lines[stop])
                                 or _blank_or_comment(module.lines[stop])):
             stop += 1
-        if stop < limit and _is_code(module.lines[stop]):
+        # a label right before END(procedure) ends the procedure, not the area: it stays
+        # with the procedure's code (the 2006 shape: relocate_new_kernel_end, END, then
+        # kexec_fake_sal_rendez inside the region)
+        if stop < limit and (_is_code(module.lines[stop]) or bounds_procedure(
+                module.lines[stop])):
             last_label = max((i for i in range(body.stop, stop)
                               if _label_only(module.lines[i])), default=None)
             stop = body.stop if last_label is None else last_label

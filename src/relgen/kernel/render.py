@@ -13,11 +13,13 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 import jinja2
 
 from relgen.errors import RelgenError
+from relgen.kernel.mail import PLACEHOLDER_IDENTITY
 from relgen.names import (
     CODE_PAGE_MACRO,
     CODE_SIZE_MACRO,
@@ -26,8 +28,10 @@ from relgen.names import (
     STACKS_SIZE_MACRO,
     offset_macro,
 )
-from relgen.patch import PLACEHOLDER_IDENTITY
-from relgen.resources import data_dir
+
+#: The header's and the commit message's templates, and the semantic patches' (spatch).
+TEMPLATES = Path(__file__).with_name("templates")
+SEMANTIC_PATCHES = Path(__file__).with_name("cocci")
 
 # ----------------------------------------------------------------------------------------------
 # Facts
@@ -242,7 +246,7 @@ def _and_list(items: Sequence[str]) -> str:
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([data_dir("templates"), data_dir("cocci")]),
+        loader=jinja2.FileSystemLoader([TEMPLATES, SEMANTIC_PATCHES]),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         autoescape=False,

@@ -1,6 +1,6 @@
 """Load an assembled control page at a physical address and run it to the branch that leaves it.
 
-The instructions come from the real decoder (`kbuild.disassemble_instructions`, i.e.
+The instructions come from the real decoder (`disassemble_instructions`, i.e.
 `ia64-linux-gnu-objdump -d`), the bytes the caller copies from the object's section
 (`elf`), so inline data words read back as the assembler wrote them. Branches are
 IP-relative, so the code runs wherever it is copied; `mov rX=ip` reads the bundle's address
@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import elf, kbuild, layout
-from .machine import ExecutionFault, Machine
-from .semantics import Effect, compile_slot
+from relgen.checks.execution.machine import ExecutionFault, Machine
+from relgen.checks.execution.semantics import Effect, compile_slot
+from relgen.toolchain import elf, layout
+from relgen.toolchain.objdump import disassemble_instructions
 
 # (slot number, qualifying predicate, effect; None for a nop)
 CompiledSlot = tuple[int, int, "Effect | None"]
@@ -41,7 +42,7 @@ def load_program(object_path: Path, control_map: layout.ControlPageMap) -> Progr
     image += bytes(-len(image) % 8)
     by_bundle: dict[int, list[CompiledSlot]] = {}
     texts: dict[tuple[int, int], str] = {}
-    for instruction in kbuild.disassemble_instructions(object_path):
+    for instruction in disassemble_instructions(object_path):
         offset = instruction.bundle - control_map.start
         if instruction.section != control_map.section or not 0 <= offset < control_map.size:
             continue

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, tools
-from .errors import RelgenError
+from relgen import __version__, tools
+from relgen.errors import RelgenError
 
 #: Author and sign-off when nothing better is known: an identity nobody can mistake for a
 #: person, to be replaced by the one of whoever sends the patch.
@@ -73,12 +72,11 @@ def parse_identity(text: str) -> str:
 
 def configured_identity(tree_root: Path | None) -> str | None:
     """`user.name <user.email>` as git sees it in the tree (its repository, else the user's)."""
-    git = shutil.which("git")
-    if git is None:
-        return None
+    if tools.missing(["git"]):
+        return None  # the mail itself needs git: that step says it is missing
     values = []
     for key in ("user.name", "user.email"):
-        run = tools.run([git, "config", "--get", key], tree_root)
+        run = tools.run(["git", "config", "--get", key], tree_root)
         values.append(run.stdout.strip())
     name, email = values
     if not name or not email:
@@ -107,10 +105,7 @@ class _Git:
     """git in a scratch folder, with no configuration but the options given here."""
 
     def __init__(self, work: Path, author: str, date: str) -> None:
-        git = shutil.which("git")
-        if git is None:
-            raise RelgenError("git not found: patches are made with git (install git)")
-        self.git = git
+        self.git = tools.find("git")
         self.work = work
         name, email = _IDENTITY.fullmatch(author).groups()  # type: ignore[union-attr]
         (work / "attributes").write_text(_ATTRIBUTES, encoding="utf-8")

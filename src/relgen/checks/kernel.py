@@ -1,12 +1,12 @@
 """The kernel's own checkers on a changed ia64 tree: Kbuild with sparse and gcc, and Coccinelle.
 
 `kernel_checks(tree, changed)` takes the tree and the changed files (kernel-relative path ->
-bytes) and returns `verify.Check`s:
+bytes) and returns `Check`s:
 
 - Kbuild (`make ARCH=ia64 defconfig prepare`, then `C=1 CF=-Wsparse-error` on every
   defconfig-enabled unit that includes <asm/kexec.h>) through the check-only compiler
-  stand-in `relgen.checkcc`, once on the pristine tree and once on the changed one: sparse and
-  gcc must report nothing the pristine tree does not;
+  stand-in `relgen.checks.checkcc`, once on the pristine tree and once on the changed one:
+  sparse and gcc must report nothing the pristine tree does not;
 - the Coccinelle scripts of `cocci/checks/` in report mode on the changed C files: what types
   cannot say (which allocator, who frees, which argument gets which stack).
 
@@ -28,18 +28,18 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import tools, verify
-from .kbuild import KernelTree
-from .names import KEXEC_H_PATH, MACHINE_KEXEC_PATH, RELOCATE_KERNEL_PATH
-from .resources import data_dir
-from .verify import Check
+from relgen import tools
+from relgen.checks.cocci import cocci_checks, cocci_scripts
+from relgen.checks.report import Check
+from relgen.names import KEXEC_H_PATH, RELOCATE_KERNEL_PATH
+from relgen.progress import QUIET, Progress
+from relgen.toolchain.tree import KernelTree
 
 CACHE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_CHECK_CACHE"
 KEXEC_HEADER = "asm/kexec.h"
@@ -52,9 +52,8 @@ KBUILD_FILES = ("Makefile", "Kconfig", "arch/ia64/Kconfig", "arch/ia64/Makefile"
                 "arch/ia64/configs/generic_defconfig")
 # A tree with these was configured in place; Kbuild refuses an O= build from it.
 IN_TREE_BUILD = (".config", "include/config", "arch/ia64/include/generated")
-PROGRAMS = {"make": "make", "flex": "flex", "bison": "bison", "bc": "bc", "gcc": "gcc",
-            "sparse": "sparse", "spatch": "coccinelle",
-            "ia64-linux-gnu-as": "binutils-ia64-linux-gnu"}
+#: What Kbuild with sparse and the check-only compiler runs.
+PROGRAMS = ("make", "flex", "bison", "bc", "gcc", "sparse", "spatch", "ia64-linux-gnu-as")
 # Bump when what the cache holds changes shape, so an old cache is not read as a new one.
 CACHE_VERSION = "2"
 
@@ -106,18 +105,18 @@ def missing_for_kbuild(tree: KernelTree) -> str | None:
     if built:
         return (f"the tree at {tree.root} was configured in place ({', '.join(built)}); "
                 "Kbuild builds out of tree only from a clean tree (`make mrproper`)")
-    absent = [f"{program} (Debian package {package})" for program, package in PROGRAMS.items()
-              if shutil.which(program) is None]
+    absent = tools.missing(PROGRAMS)
     if absent:
         return "not installed: " + ", ".join(absent)
     return None
 
 
+KERNEL_CHECKS = "kernel checks (Kbuild with sparse and gcc, Coccinelle)"
+
+
 def not_run(reason: str, *, required: bool = False) -> Check:
     """The one line that says the kernel checks did not run, and why."""
-    return Check("kernel checks (Kbuild with sparse and gcc, Coccinelle)", not required,
-                 (f"  not run: {reason}",)
-                 + (("  FAIL: --require-kernel-checks was given",) if required else ()))
+    return Check.not_run(KERNEL_CHECKS, reason, required=required)
 
 
 def _checked_paths(changed: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -159,14 +158,14 @@ def tree_key(tree: KernelTree) -> str:
 
 def checker_command() -> str:
     """The CC that Kbuild gets: this Python running the check-only stand-in."""
-    return f"{sys.executable} -m relgen.checkcc"
+    return f"{sys.executable} -m relgen.checks.checkcc"
 
 
 def make_command(source: Path, objects: Path, *targets: str, check: bool = False) -> list[str]:
     # One job for the checked units: Kbuild reaches arch/ia64/hp/common/ by two paths, and two
     # parallel single-target builds of sba_iommu.o race (one deletes the other's object).
     jobs = 1 if check else os.cpu_count() or 1
-    command = [tools.find("make", "make"), "-s" if not check else "-k", "-C", str(source),
+    command = ["make", "-s" if not check else "-k", "-C", str(source),
                f"O={objects}", f"ARCH={ARCH}", f"CROSS_COMPILE={CROSS_COMPILE}",
                f"CC={checker_command()}", f"-j{jobs}", "--output-sync=target"]
     if check:
@@ -369,52 +368,13 @@ def kbuild_checks(prepared: PreparedBuild, changed_run: KbuildRun) -> list[Check
     return checks
 
 
-# ---------------------------------------------------------------------------- Coccinelle
-
-
-def cocci_scripts() -> list[Path]:
-    """The report-mode scripts, each checking one thing types cannot."""
-    return sorted((data_dir("cocci") / "checks").glob("*.cocci"))
-
-
-def _script_title(script: Path) -> str:
-    """The script's first comment line says what it checks."""
-    for line in script.read_text(encoding="utf-8").splitlines():
-        if line.startswith("//"):
-            return line.lstrip("/ ").rstrip()
-    return script.stem
-
-
-def cocci_checks(files: Mapping[str, Path], root: Path) -> list[Check]:
-    """Each script in report mode on the changed C files (kernel path -> file under `root`):
-    any line it prints is a failure (spatch exits 0 when it reports)."""
-    spatch = tools.find("spatch", "coccinelle")
-    c_files = [path for name, path in sorted(files.items()) if name.endswith(".c")]
-    checks = []
-    for script in cocci_scripts():
-        title = _script_title(script)
-        if not c_files:
-            checks.append(Check(f"coccinelle: {title}", False, ("  FAIL: no C file changed",)))
-            continue
-        result = tools.run([spatch, "--sp-file", str(script), "--very-quiet", "--no-includes",
-                            *map(str, c_files)])
-        reports = [line.replace(f"{root}/", "") for line in result.stdout.splitlines()
-                   if line.strip()]
-        problems = [f"  FAIL: {line}" for line in reports]
-        if result.returncode != 0:
-            problems.append(f"  FAIL: spatch exit {result.returncode}: "
-                            + _tail(result.stderr, 5))
-        checks.append(Check(f"coccinelle: {title}", not problems,
-                            tuple(problems) or (f"  {script.name}: no report",)))
-    return checks
-
-
 # -------------------------------------------------------------------------------- run
 
 
 def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
                   cache: Path | None = None, required: bool = False,
-                  units: Sequence[str] | None = None) -> list[Check]:
+                  units: Sequence[str] | None = None, progress: Progress = QUIET
+                  ) -> list[Check]:
     """Kbuild with sparse and gcc, and the Coccinelle scripts, on `tree` with `changed`.
 
     `units` narrows the Kbuild check to some of the prepared units (all of them by default).
@@ -427,17 +387,77 @@ def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
         return [not_run(reason, required=required)]
     cache = cache or cache_root()
     with _locked(cache):
+        progress.phase("kernel checks: the pristine tree (made once per tree)")
         try:
             prepared = prepare(tree, cache)
         except tools.ToolError as error:
             return [not_run(error.message, required=required)]
         chosen = prepared.units if units is None else tuple(
             u for u in prepared.units if u in set(units))
+        results = cache / tree_key(tree) / "results"
+        key = change_key(changed, chosen)
+        remembered = recall(results, key)
+        if remembered is not None:
+            return remembered
         with changed_files(tree.root, prepared.source, changed) as written:
+            progress.phase(f"kernel checks: sparse and gcc on {len(chosen)} units")
             changed_run = run_checks(prepared.source, prepared.objects, chosen)
             checks = kbuild_checks(prepared, changed_run)
+            progress.phase("kernel checks: Coccinelle")
             checks += cocci_checks(written, prepared.source)
+        remember(results, key, checks)
     return checks
+
+
+# ------------------------------------------------------------------------ the results
+
+
+def change_key(changed: Mapping[str, bytes], units: Sequence[str]) -> str:
+    """What decides the checks' results once the pristine tree is fixed: the changed files,
+    the units, and the Coccinelle scripts."""
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    for name, data in sorted(changed.items()):
+        digest.update(f"\0{name}\0{len(data)}\0".encode() + data)
+    digest.update("\0".join(units).encode())
+    for script in cocci_scripts():
+        digest.update(script.read_bytes())
+    return digest.hexdigest()
+
+
+def recall(folder: Path, key: str) -> list[Check] | None:
+    """The checks of an earlier run on the same change, or None. The file is read as
+    untrusted input: anything but the exact shape `remember` writes is ignored."""
+    try:
+        data = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, list) or not data:
+        return None
+    checks = []
+    for entry in data:
+        if not (isinstance(entry, dict) and set(entry) == {"name", "passed", "evidence"}
+                and isinstance(entry["name"], str) and isinstance(entry["passed"], bool)
+                and isinstance(entry["evidence"], list)
+                and all(isinstance(line, str) for line in entry["evidence"])):
+            return None
+        checks.append(Check(entry["name"], entry["passed"],
+                            (*entry["evidence"], "  (this very change was checked earlier "
+                             "on this tree: its result, kept in the cache)")))
+    return checks
+
+
+def remember(folder: Path, key: str, checks: Sequence[Check]) -> None:
+    """Keep the checks of a run for the next one on the same change (best effort)."""
+    if any(not check.ran for check in checks):
+        return
+    data = [{"name": c.name, "passed": c.passed, "evidence": list(c.evidence)} for c in checks]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.tmp"
+        temporary.write_text(json.dumps(data), encoding="utf-8")
+        temporary.replace(folder / f"{key}.json")
+    except OSError:
+        pass
 
 
 def linked_copy(tree: Path, target: Path) -> None:
@@ -489,55 +509,3 @@ def restore(tree: Path, source: Path) -> None:
         if (tree / name).is_file():
             shutil.copyfile(tree / name, path)
     note.unlink()
-
-
-# ------------------------------------------------------------------- the verify hook
-
-
-C_SIDE = (KEXEC_H_PATH, MACHINE_KEXEC_PATH)
-_PATCHED_FILE = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
-
-
-def changed_files_from_patch(patch: Path, originals: Mapping[str, bytes], tree: Path
-                             ) -> dict[str, bytes] | str:
-    """The files `patch` changes, as they are after it: applied with `git apply` to a scratch
-    folder holding `originals` (kernel path -> bytes; other files come from `tree`).
-    A string says why there are none."""
-    names = [b for _, b in _PATCHED_FILE.findall(patch.read_text(encoding="utf-8"))]
-    with tempfile.TemporaryDirectory(prefix="relgen-kernel-patch-") as scratch:
-        work = Path(scratch)
-        for name in names:
-            source = originals.get(name)
-            if source is None and (tree / name).is_file():
-                source = (tree / name).read_bytes()
-            if source is not None:
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                (work / name).write_bytes(source)
-        result = tools.run([tools.find("git", "git"), "apply", str(patch.resolve())], work)
-        if result.returncode != 0:
-            return "the patch does not apply: " + _tail(result.stderr, 3).strip()
-        return {name: (work / name).read_bytes() for name in names if (work / name).is_file()}
-
-
-def check_output(inputs: verify.Inputs, *, required: bool = False,
-                 cache: Path | None = None) -> list[Check]:
-    """The kernel checks of `relgen verify`: on the tree with the output's patch applied.
-
-    They run when the output's patch changes the C side too and the input is the tree's own
-    relocate_kernel.S; otherwise one `not run` line says why (a failure when `required`).
-    """
-    tree = inputs.tree
-    own = tree.relocate_kernel
-    if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
-        return [not_run(f"the input {inputs.original.shown} is not the tree's own "
-                        f"{RELOCATE_KERNEL_PATH}", required=required)]
-    if inputs.patch_path is None:
-        return [not_run("the output has no patch", required=required)]
-    originals = {RELOCATE_KERNEL_PATH: inputs.original.text.encode("utf-8")}
-    changed = changed_files_from_patch(inputs.patch_path, originals, tree.root)
-    if isinstance(changed, str):
-        return [not_run(changed, required=required)]
-    if not set(C_SIDE) <= set(changed):
-        return [not_run("the output has no C change (its patch changes "
-                        + ", ".join(sorted(changed)) + ")", required=required)]
-    return kernel_checks(tree, changed, cache=cache, required=required)

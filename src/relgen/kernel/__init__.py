@@ -1,0 +1,2 @@
+"""The kernel side of the change: the header and the commit message (jinja2), the C callers
+(spatch), and the mail (git)."""

@@ -1,0 +1,40 @@
+"""Reading ia64 assembly: the nodes, the parser, expressions, the control-page region and the
+preprocessor configurations it names.
+
+The public API, after LibCST: `parse_module`, `parse_statement`, `parse_expression` and
+`unparse`, and the node types of `relgen.source.nodes`.
+"""
+
+from relgen.source.nodes import (
+    BundleClose,
+    BundleOpen,
+    Comment,
+    Directive,
+    Instruction,
+    Item,
+    Label,
+    Line,
+    MacroCall,
+    Module,
+    Preprocessor,
+    Separator,
+    Stop,
+    Tag,
+    owner_of_comment_line,
+    to_json,
+)
+from relgen.source.parser import (
+    decode_source,
+    parse_expression,
+    parse_module,
+    parse_statement,
+    read_source,
+    unparse,
+)
+
+__all__ = [
+    "BundleClose", "BundleOpen", "Comment", "Directive", "Instruction", "Item", "Label", "Line",
+    "MacroCall", "Module", "Preprocessor", "Separator", "Stop", "Tag", "decode_source",
+    "owner_of_comment_line", "parse_expression", "parse_module", "parse_statement",
+    "read_source", "to_json", "unparse",
+]

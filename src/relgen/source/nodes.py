@@ -1,0 +1,282 @@
+"""The nodes of relgen's lossless syntax tree of an ia64 `.S` file, apart from the parser.
+
+The tree is a `Module` of physical `Line`s; a line holds `Item`s (labels, instructions,
+directives, comments, ...) and its ending. Every item keeps `raw`, its exact bytes including
+the white space before it, so printing the items back gives the file back, and an edit that
+replaces one item leaves every other byte as it was. Operands are expressions
+(`relgen.source.expressions`).
+
+Comment ownership (what a comment moves with when code is moved):
+- a comment on a line that also holds a statement *trails* that line and belongs to it;
+- a line that holds only comments (and white space) *leads* the next line that holds a
+  statement, label or preprocessor line: it belongs to that line (`owner_of_comment_line`).
+  A blank line belongs to nothing and stays where it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+from relgen.source import expressions as ex
+
+# Horizontal white space; with `\` continuations it makes the space before a token.
+BLANK = " \t\f\v"
+LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
+
+# Pseudo-ops that lay down data rather than instructions.
+DATA_MNEMONICS = frozenset(
+    {"data1", "data2", "data4", "data8", "data16", "real4", "real8", "real10", "real16",
+     "string", "stringz"}
+)
+DATA_DIRECTIVES = frozenset(
+    {".fill", ".skip", ".space", ".zero", ".byte", ".word", ".long", ".quad", ".ascii",
+     ".asciz", ".string", ".xdata1", ".xdata2", ".xdata4", ".xdata8", ".xreal4", ".xreal8"}
+)
+# Directives that reserve an area of bytes rather than lay down values.
+AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
+
+
+def strip_space(raw: str) -> str:
+    """`raw` without the white space (and `\\` continuations) in front of it."""
+    text = raw.lstrip(BLANK)
+    if text[:1] != "\\":
+        return text
+    return raw[LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing on a line. `line`/`column` (1-based) are where its text starts."""
+
+    raw: str
+    line: int
+    column: int
+    kind: ClassVar[str] = "item"
+
+    @property
+    def text(self) -> str:
+        return strip_space(self.raw)
+
+
+@dataclass(frozen=True)
+class Label(Item):
+    name: str = ""
+    kind: ClassVar[str] = "label"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.name.isdigit()
+
+
+@dataclass(frozen=True)
+class Tag(Item):
+    """`[1:]`: an ia64 instruction tag."""
+
+    name: str = ""
+    kind: ClassVar[str] = "tag"
+
+
+@dataclass(frozen=True)
+class Stop(Item):
+    """`;;`: the end of an instruction group."""
+
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True)
+class Separator(Item):
+    """`;`: separates two statements on one line without ending the group."""
+
+    kind: ClassVar[str] = "separator"
+
+
+@dataclass(frozen=True)
+class BundleOpen(Item):
+    kind: ClassVar[str] = "bundle_open"
+
+
+@dataclass(frozen=True)
+class BundleClose(Item):
+    kind: ClassVar[str] = "bundle_close"
+
+
+@dataclass(frozen=True)
+class Comment(Item):
+    kind: ClassVar[str] = "comment"
+
+
+@dataclass(frozen=True)
+class Preprocessor(Item):
+    """A C preprocessor line, continuations included. `directive` is `define`, `include`..."""
+
+    directive: str = ""
+    kind: ClassVar[str] = "preprocessor"
+
+
+@dataclass(frozen=True)
+class Instruction(Item):
+    """`(p6) mnemonic dst,...=src,...`. Data pseudo-ops such as `data8` are of kind "data".
+
+    `operands` are in source order; the first `destinations` of them stand before the `=`.
+    `separators` holds the raw `,`/`=` tokens between operands, so the text prints back.
+    """
+
+    predicate: str | None = None
+    mnemonic: str = ""
+    operands: tuple[ex.Expr, ...] = ()
+    separators: tuple[str, ...] = ()
+    destinations: int = 0
+    # the raw text of the predicate and mnemonic tokens, kept to print the line back
+    head: str = ""
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "data" if self.mnemonic in DATA_MNEMONICS else "instruction"
+
+    @property
+    def sources(self) -> tuple[ex.Expr, ...]:
+        return self.operands[self.destinations:]
+
+    def with_operands(self, operands: Sequence[ex.Expr], head: str | None = None) -> Instruction:
+        """A copy with new operands (and head), its raw text rebuilt from the parts."""
+        head_text = self.head if head is None else head
+        raw = head_text + "".join(
+            op.text if i == 0 else self.separators[i - 1] + op.text
+            for i, op in enumerate(operands)
+        )
+        return replace(self, raw=raw, operands=tuple(operands), head=head_text)
+
+
+@dataclass(frozen=True)
+class Directive(Item):
+    """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data"."""
+
+    name: str = ""
+    operands: tuple[ex.Expr, ...] = ()
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "data" if self.name in DATA_DIRECTIVES else "directive"
+
+    @property
+    def reserves_area(self) -> bool:
+        return self.name in AREA_DIRECTIVES
+
+
+@dataclass(frozen=True)
+class MacroCall(Item):
+    """`GLOBAL_ENTRY(x)`, `END(x)`, `GET_THIS_PADDR(r2, sym)`: a kernel macro as a statement.
+
+    Arguments are kept as text split at top-level commas, since they may hold whole
+    instructions (`EX(.fail, st8 [r31]=r9)`).
+    """
+
+    name: str = ""
+    args: tuple[str, ...] = ()
+    kind: ClassVar[str] = "macro_call"
+
+
+STATEMENT_TYPES = (Instruction, Directive, MacroCall)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A physical line: its items and its ending (white space and newline, or "" at EOF).
+
+    A line may span several physical lines when it holds a multi-line `/* */` comment or a
+    preprocessor line with continuations; `number` is where it starts.
+    """
+
+    items: tuple[Item, ...]
+    ending: str
+    number: int
+
+    @property
+    def raw(self) -> str:
+        return "".join(item.raw for item in self.items) + self.ending
+
+    @property
+    def shown(self) -> str:
+        """Its first physical line without the ending: what an error shows under its message."""
+        return source_line(self.raw, 1) or ""
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.items
+
+    @property
+    def is_comment_only(self) -> bool:
+        return bool(self.items) and all(isinstance(i, Comment) for i in self.items)
+
+    def statements(self) -> Iterator[Item]:
+        return (i for i in self.items if isinstance(i, STATEMENT_TYPES))
+
+    def labels(self) -> Iterator[Label]:
+        return (i for i in self.items if isinstance(i, Label))
+
+
+@dataclass(frozen=True)
+class Module:
+    """A whole file: its lines in order. `path` is used in messages only."""
+
+    lines: tuple[Line, ...]
+    path: str = field(default="<input>", compare=False)
+
+    def items(self) -> Iterator[tuple[int, Item]]:
+        """(index of the line, item) for every item in the file."""
+        for index, line in enumerate(self.lines):
+            for item in line.items:
+                yield index, item
+
+    def kind_counts(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for line in self.lines:
+            if line.is_blank:
+                counts["blank"] += 1
+            for item in line.items:
+                counts[item.kind] += 1
+        return counts
+
+    def with_lines(self, lines: Sequence[Line]) -> Module:
+        return replace(self, lines=tuple(lines))
+
+
+def owner_of_comment_line(module: Module, index: int) -> int | None:
+    """The index of the line that the comment-only line `index` leads, or None.
+
+    A run of comment-only lines leads the first following line that holds anything but
+    comments; a blank line in between breaks the run (the comment then belongs to nothing).
+    """
+    for later in range(index + 1, len(module.lines)):
+        line = module.lines[later]
+        if line.is_blank:
+            return None
+        if not line.is_comment_only:
+            return later
+    return None
+
+
+
+def source_line(text: str, line: int) -> str | None:
+    """Line `line` (1-based) of `text` without its ending, as lark counts lines: only "\\n"
+    ends one (not "\\f" or a lone "\\r"). Every error that shows a line takes it from here."""
+    lines = text.split("\n")
+    return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else None
+
+
+def to_json(module: Module) -> dict[str, object]:
+    """Every item with its kind, text, line and column, line by line."""
+    statements: list[dict[str, object]] = []
+    for line in module.lines:
+        if line.is_blank:
+            statements.append({"kind": "blank", "text": "", "line": line.number, "column": 1})
+        for item in line.items:
+            statements.append(
+                {"kind": item.kind, "text": item.text, "line": item.line, "column": item.column}
+            )
+    return {"path": module.path, "statements": statements,
+            "counts": dict(sorted(module.kind_counts().items()))}
