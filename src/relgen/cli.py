@@ -83,7 +83,8 @@ def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
            protected: Sequence[Path] = ()) -> None:
     from relgen.outputs import write_outputs
 
-    result = write_outputs(folder, files, force=args.force, protected=protected)
+    result = write_outputs(folder, files, command=args.command, force=args.force,
+                           protected=protected)
     for name in result.removed:
         print(f"removed {folder / name}: an earlier output of relgen that this run does not "
               "produce", file=sys.stderr)

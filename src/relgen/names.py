@@ -19,10 +19,18 @@ MACHINE_KEXEC_PATH = "arch/ia64/kernel/machine_kexec.c"
 #: How the .S and asm/kexec.h include the header.
 HEADER_INCLUDE = "asm/kexec_control_page.h"
 
-# The files of the output folder.
+# The files of rewrite's output folder.
 SOURCE_NAME = "relocate_kernel.S"
 HEADER_NAME = "kexec_control_page.h"
 PATCH_NAME = "relocate_kernel.patch"
+LAYOUT_TEXT_NAME = "layout.txt"
+LAYOUT_JSON_NAME = "layout.json"
+LAYOUT_BEFORE_SVG_NAME = "layout-before.svg"
+LAYOUT_AFTER_SVG_NAME = "layout-after.svg"
+#: Every file `relgen rewrite` may write, and so the only names it may ever replace or remove.
+REWRITE_OUTPUT_NAMES: frozenset[str] = frozenset({
+    SOURCE_NAME, HEADER_NAME, PATCH_NAME, LAYOUT_TEXT_NAME, LAYOUT_JSON_NAME,
+    LAYOUT_BEFORE_SVG_NAME, LAYOUT_AFTER_SVG_NAME})
 
 #: The header's macros that the C callers and the .S use by name.
 CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"

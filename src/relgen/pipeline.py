@@ -27,6 +27,10 @@ from relgen.names import (
     DEFAULT_ENTRY,
     HEADER_INCLUDE,
     HEADER_NAME,
+    LAYOUT_AFTER_SVG_NAME,
+    LAYOUT_BEFORE_SVG_NAME,
+    LAYOUT_JSON_NAME,
+    LAYOUT_TEXT_NAME,
     PAGE_SIZES,
     PATCH_NAME,
     SOURCE_NAME,
@@ -257,7 +261,7 @@ def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
 
 
 def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, bytes]:
-    """layout.txt, layout.json and the two pictures, before and after."""
+    """The map as text and JSON, and its two pictures, before and after."""
     checked = f"configurations checked: {regen.configurations.describe()}\n" \
         if regen.configurations else ""
     text = (checked + "before: " + source_label(regen) + "\n"
@@ -268,10 +272,10 @@ def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, b
             "after": layout.to_json(regen.after, page_sizes)}
     before_svg, after_svg = layout_svg.render_before_after(regen.before, regen.after, page_sizes)
     return {
-        "layout.txt": text.encode("utf-8"),
-        "layout.json": (json.dumps(data, indent=2) + "\n").encode("utf-8"),
-        "layout-before.svg": before_svg.encode("utf-8"),
-        "layout-after.svg": after_svg.encode("utf-8"),
+        LAYOUT_TEXT_NAME: text.encode("utf-8"),
+        LAYOUT_JSON_NAME: (json.dumps(data, indent=2) + "\n").encode("utf-8"),
+        LAYOUT_BEFORE_SVG_NAME: before_svg.encode("utf-8"),
+        LAYOUT_AFTER_SVG_NAME: after_svg.encode("utf-8"),
     }
 
 
