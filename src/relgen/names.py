@@ -32,10 +32,11 @@ REWRITE_OUTPUT_NAMES: frozenset[str] = frozenset({
     SOURCE_NAME, HEADER_NAME, PATCH_NAME, LAYOUT_TEXT_NAME, LAYOUT_JSON_NAME,
     LAYOUT_BEFORE_SVG_NAME, LAYOUT_AFTER_SVG_NAME})
 
-#: The header's macros that the C callers and the .S use by name.
-CODE_SIZE_MACRO = "KEXEC_CONTROL_CODE_SIZE"
+#: The header's macros that the C callers and the .S use by name: the code page, the block of
+#: the stacks (trees with struct kimage_arch), the code page and the stacks after it (older).
 CODE_PAGE_MACRO = "KEXEC_CONTROL_CODE_PAGE_SIZE"
 STACKS_SIZE_MACRO = "KEXEC_CONTROL_STACKS_SIZE"
+PAGES_SIZE_MACRO = "KEXEC_CONTROL_PAGES_SIZE"
 
 MACRO_PREFIX = "KEXEC_"
 

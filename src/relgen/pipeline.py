@@ -1,11 +1,10 @@
-"""The main job: read, rewrite, assemble both files, measure, and say what to write.
+"""The main job, `relgen rewrite`: regenerate, check, and say what to write.
 
-`regenerate()` runs the rewrite passes on the source, assembles the original and the
-regenerated file with the real toolchain, and measures both control pages in the objects;
-every number that reaches the header or the patch comes from those objects.
-`run_rewrite()` checks that with verify's own passes and turns it into the files of the
-output folder; the patch holds the whole change (the .S, the header and the C callers
-changed by `callers`), made by `mail`.
+`run_rewrite()` regenerates the source (`relgen.regenerate`), changes the C callers
+(`kernel.callers`, with spatch), runs the checks before the mail (the twin objects, both
+pages on a kexec image, the header, the kernel's checkers on the changed files), writes the
+mail that states what they found (`kernel.message`, made by git in `kernel.mail`), runs the
+patch's own checks on it, and returns every output in memory; the command line writes them.
 """
 
 from __future__ import annotations
@@ -21,11 +20,18 @@ from relgen.checks.execution.evidence import QUICK
 from relgen.checks.inputs import inputs_from
 from relgen.checks.report import Report
 from relgen.checks.runner import Plan, page_sizes_for, run_checks
-from relgen.errors import RelgenError
-from relgen.kernel import callers, mail, render
+from relgen.kernel import callers, mail
+from relgen.kernel.message import (
+    Evidence,
+    PatchFacts,
+    control_memory,
+    render_commit_message,
+    render_notes,
+    subject,
+)
+from relgen.kernel.review import checkpatch_notes, subject_prefix
 from relgen.names import (
     DEFAULT_ENTRY,
-    HEADER_INCLUDE,
     HEADER_NAME,
     LAYOUT_AFTER_SVG_NAME,
     LAYOUT_BEFORE_SVG_NAME,
@@ -36,228 +42,85 @@ from relgen.names import (
     SOURCE_NAME,
 )
 from relgen.progress import QUIET, Progress
-from relgen.rewrite import RewriteResult, rewrite_control_page
-from relgen.source.configurations import AS_GIVEN, Configuration, Configurations
-from relgen.source.files import SourceFile, kernel_path, require_regular_file
-from relgen.source.parser import unparse
-from relgen.source.region import check_procedures_closed
+from relgen.regenerate import Regeneration, regenerate
+from relgen.source.configurations import AS_GIVEN, Configuration
+from relgen.source.files import SourceFile, kernel_path
 from relgen.toolchain import layout
 from relgen.toolchain import pictures as layout_svg
-from relgen.toolchain.measure import companion_headers, configurations_of, source_map
 from relgen.toolchain.tree import KernelTree
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One configuration's measurements: both maps and the header's numbers."""
-
-    configuration: Configuration
-    before: layout.ControlPageMap
-    after: layout.ControlPageMap
-    header_facts: render.HeaderFacts
-
-
-@dataclass(frozen=True)
-class Regeneration:
-    source: SourceFile
-    result: RewriteResult
-    new_text: str
-    header_text: str
-    before: layout.ControlPageMap
-    after: layout.ControlPageMap
-    standins: tuple[str, ...]
-    header_facts: render.HeaderFacts
-    caller_sources: callers.CallerSources | None = None  # the tree's C, as it was
-    # every configuration checked, the first one being before/after/header_facts above
-    variants: tuple[Variant, ...] = ()
-    configurations: Configurations | None = None
-
-    @property
-    def changed(self) -> bool:
-        return not self.result.already_code_first
-
-
-def _area_facts(result: RewriteResult, before: layout.ControlPageMap
-                ) -> tuple[render.DataAreaFacts, ...]:
-    sizes = {s.name: s.size for s in before.symbols}
-    facts = []
-    for area in result.data_areas:
-        size = sizes.get(area.name, area.size)
-        if area.size is not None and size != area.size:
-            raise RelgenError(f"{area.name}: the source reserves {area.size} bytes but the "
-                              f"object holds {size}")
-        facts.append(render.DataAreaFacts(area.name, area.size_macro, int(size or 0),
-                                        result.argument_registers[area.name], area.name))
-    return tuple(facts)
-
-
-def _header_facts(source: SourceFile, result: RewriteResult,
-                  areas: tuple[render.DataAreaFacts, ...],
-                  control_map: layout.ControlPageMap | None, code_size: int,
-                  sources: callers.CallerSources | None = None) -> render.HeaderFacts:
-    # a draft knows only that the entry opens the page
-    points = (render.EntryPointFacts(result.region.entry, 0, True),) if control_map is None \
-        else tuple(
-        render.EntryPointFacts(s.name, s.offset, s.name == result.region.entry)
-        for s in control_map.entry_points)
-    return render.HeaderFacts(
-        relgen_version=__version__, input_path=kernel_path(source), input_sha256=source.sha256,
-        entry=result.region.entry, code_size=code_size, data_areas=areas, entry_points=points,
-        # the parameters as the tree's own machine_kexec.c names and orders them
-        existing_arguments=render.read_typedef_arguments(sources.machine_kexec_c)
-        if sources is not None else render.UPSTREAM_RELOCATE_NEW_KERNEL_ARGUMENTS,
-    )
-
-
-def regenerate(source: SourceFile, tree: KernelTree, workdir: Path, *,
-               entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
-               configuration: Configuration = AS_GIVEN) -> Regeneration:
-    """Rewrite, assemble both files in every configuration, and measure them. Nothing is
-    written outside workdir."""
-    require_regular_file(source.path)
-    check_procedures_closed(source.module)
-    result = rewrite_control_page(source.module, entry)
-    new_text = unparse(result.module)
-    configurations = configurations_of(source.module, entry, configuration)
-    if result.already_code_first:
-        headers = companion_headers(source, include_dirs)
-        after, assembled, _ = source_map(source, tree, workdir / "new", entry=entry,
-                                         include_dirs=include_dirs, extra_headers=headers,
-                                         configuration=configurations.each[0])
-        facts = _header_facts(source, result, (), after, after.size)
-        return Regeneration(source, result, new_text, headers[HEADER_INCLUDE], after, after,
-                            assembled.standins, facts,
-                            variants=(Variant(configurations.each[0], after, after, facts),),
-                            configurations=configurations)
-
-    sources = callers.read_callers(tree.root)
-    originals = []
-    for each in configurations.each:
-        before, original, _ = source_map(source, tree, workdir / "original" / each.folder,
-                                         entry=entry, include_dirs=include_dirs,
-                                         extra_headers={}, configuration=each)
-        originals.append((each, before, _area_facts(result, before)))
-    # The regenerated file uses only the area sizes from the header, so a first rendering
-    # (with the old code size and only the entry point, as only the new object can tell)
-    # assembles it exactly as the final header will.
-    draft = render_variants(configurations, [
-        _header_facts(source, result, areas, None, before.code_size, sources)
-        for _, before, areas in originals])
-    new_path = workdir / "new" / SOURCE_NAME
-    new_path.parent.mkdir(parents=True, exist_ok=True)
-    new_path.write_text(new_text, encoding="utf-8", newline="")
-    new_source = SourceFile(new_path, SOURCE_NAME, new_text, result.module)
-    variants = []
-    for each, before, areas in originals:
-        after, _, _ = source_map(new_source, tree, workdir / "new" / each.folder, entry=entry,
-                                 include_dirs=include_dirs,
-                                 extra_headers={HEADER_INCLUDE: draft}, configuration=each)
-        facts = _header_facts(source, result, areas, after, after.size, sources)
-        variants.append(Variant(each, before, after, facts))
-    first = variants[0]
-    header = render_variants(configurations, [v.header_facts for v in variants])
-    return Regeneration(source, result, new_text, header, first.before, first.after,
-                        original.standins, first.header_facts, caller_sources=sources,
-                        variants=tuple(variants), configurations=configurations)
-
-
-def render_variants(configurations: Configurations,
-                    facts: Sequence[render.HeaderFacts]) -> str:
-    """The header: one set of numbers, or one per configuration under its condition."""
-    if len(set(facts)) == 1:
-        return render.render_header(facts[0])
-    # all switches off (the first configuration) comes last, so that the header reads like
-    # the source: `#if defined(CONFIG_XEN)` ... `#else` ...; configurations with the same
-    # numbers share one condition
-    grouped: dict[render.HeaderFacts, list[str]] = {}
-    for each, numbers in list(zip(configurations.each, facts, strict=True))[::-1]:
-        grouped.setdefault(numbers, []).append(f"({each.condition})")
-    variants: list[tuple[str | None, render.HeaderFacts]] = [
-        (" || ".join(conditions) if len(conditions) > 1 else conditions[0][1:-1], numbers)
-        for numbers, conditions in grouped.items()]
-    if configurations.complete:
-        variants[-1] = (None, variants[-1][1])  # what every other case leaves: #else
-    return render.render_header(facts[0], variants=tuple(variants))
-
-
-def control_page_size_before(tree: KernelTree) -> int | None:
-    """KEXEC_CONTROL_PAGE_SIZE of the tree's asm/kexec.h, e.g. (8192 + 8192 + 4096)."""
-    path = tree.root / callers.KEXEC_H_PATH
-    return callers.control_page_size(path.read_text(encoding="utf-8")) if path.is_file() \
-        else None
-
-
-def _pages(size: int, page: int) -> int:
-    """Bytes kimage_alloc_control_pages(image, get_order(size)) takes: a power of two pages."""
-    pages = 1
-    while pages * page < size:
-        pages *= 2
-    return pages * page
-
-
-def control_memory(before_size: int, code_page_size: int, stacks_size: int,
-                   page_sizes: Sequence[int]) -> tuple[render.ControlMemory, ...]:
-    """Control memory per image at each page size: one allocation before, two after."""
-    return tuple(render.ControlMemory(page, _pages(before_size, page),
-                                    _pages(code_page_size, page) + _pages(stacks_size, page))
-                 for page in page_sizes)
 
 
 def patch_files(regen: Regeneration) -> list[mail.FileChange]:
     """The four files of the commit: the .S, the header, and the C changed with spatch."""
+    assert regen.header_facts is not None, "an input in code-first layout has no change"
+    era = regen.tree.era
     changes = [
         mail.FileChange(kernel_path(regen.source), regen.source.text.encode("utf-8"),
-                         regen.new_text.encode("utf-8")),
-        mail.FileChange(render.HEADER_PATH, None, regen.header_text.encode("utf-8")),
+                        regen.new_text.encode("utf-8")),
+        mail.FileChange(era.header, None, regen.header_text.encode("utf-8")),
     ]
     if regen.caller_sources is not None:
         new = callers.change_callers(regen.caller_sources, regen.header_facts)
         for path, old_text in regen.caller_sources.by_path().items():
             changes.append(mail.FileChange(path, old_text.encode("utf-8"),
-                                            new.by_path()[path].encode("utf-8")))
+                                           new.by_path()[path].encode("utf-8")))
     return changes
 
 
-def patch_text(regen: Regeneration, tree: KernelTree,
-               changes: Sequence[mail.FileChange], instructions_compared: int | None = None,
-               *, author: str = mail.PLACEHOLDER_IDENTITY, date: str | None = None) -> str:
+
+
+def before_bytes(regen: Regeneration) -> int:
+    """The control size of the tree's asm/kexec.h before the change, else the region's."""
+    sources = regen.caller_sources
+    if sources is not None:
+        value = callers.control_size_bytes(sources.kexec_h, regen.tree.era.control_macro)
+        if value is not None:
+            return value
+    return regen.before.size
+
+
+
+
+def mail_text(regen: Regeneration, changes: Sequence[mail.FileChange], evidence: Evidence,
+              *, author: str, date: str | None) -> str:
     """The format-patch mail of the whole change (`changes`, from `patch_files`), by git."""
-    source = regen.source
-    before_size = control_page_size_before(tree) or regen.before.size
-    facts = render.PatchFacts(
-        relgen_version=__version__, input_path=kernel_path(source),
-        input_sha256=source.sha256,
-        entry=regen.result.region.entry, data_areas=regen.header_facts.data_areas,
-        before_size=before_size,
-        after_size=regen.header_facts.code_page_size, code_size=regen.after.size,
-        instructions_rewritten=len(regen.result.rewritten),
-        instructions_compared=instructions_compared,
-        before_region_size=regen.before.size,
-        code_after_data=_code_after_data(regen.before),
-        signed_off_by=mail.parse_identity(author),
-        existing_arguments=regen.header_facts.existing_arguments,
-        control_memory=control_memory(before_size, regen.header_facts.code_page_size,
-                                      regen.header_facts.stacks_size, PAGE_SIZES),
-        callers_changed=regen.caller_sources is not None,
-        configurations=regen.configurations.describe()
-        if regen.configurations and regen.configurations.switches else None,
-    )
-    made = mail.format_patch(changes, subject=render.DEFAULT_SUBJECT,
-                             body=render.render_commit_message(facts), author=author,
-                             date=date or mail.FIXED_DATE)
+    header = regen.header_facts
+    assert header is not None
+    existing = len(callers.read_typedef_arguments(regen.caller_sources.machine_kexec_c)) \
+        if regen.caller_sources is not None else int(regen.result.alloc_before.split(",")[1])
+    before = before_bytes(regen)
+    memory = control_memory(before, header)
+    facts = PatchFacts(
+        entry=regen.result.region.entry, header=header, before_bytes=before,
+        after_bytes=header.code_page_size if header.kimage_arch
+        else header.code_page_size + header.stacks_size,
+        code_size=regen.after.code_size, moved=regen.result.moved,
+        padding=_stacks_padded(regen.before),
+        instructions_rewritten=len(regen.result.rewritten), existing_arguments=existing,
+        control_memory=memory, evidence=evidence,
+        signed_off_by=mail.parse_identity(author))
+    notes = render_notes(__version__, kernel_path(regen.source), regen.source.sha256,
+                         checkpatch_notes(regen.tree))
+    made = mail.format_patch(changes, subject=subject(facts, subject_prefix(regen.tree)),
+                             body=render_commit_message(facts), author=author, date=date,
+                             notes=notes)
     return made.decode("utf-8")
+
+
+
+
+def _stacks_padded(before: layout.ControlPageMap) -> bool:
+    """Whether bytes lay between the code and the first stack (an .align's nops)."""
+    first = min((s.offset for s in before.data_symbols), default=None)
+    if first is None:
+        return False
+    ends = [s.end for s in before.code_symbols if s.offset < first]
+    return bool(ends) and max(ends) < first
 
 
 def source_diff(run: RewriteRun) -> bytes:
     """The whole change (the files of the patch) as one diff, for `relgen rewrite --diff`."""
     return mail.diff_files(run.changes)
-
-
-def _code_after_data(before: layout.ControlPageMap) -> tuple[str, ...]:
-    first_data = next((s.offset for s in before.symbols if s.kind == "data"), None)
-    if first_data is None:
-        return ()
-    return tuple(s.name for s in before.entry_points if s.offset > first_data)
 
 
 def layout_report(regen: Regeneration, page_sizes: Sequence[int]) -> dict[str, bytes]:
@@ -311,6 +174,17 @@ class RewriteRun:
         return self.report.passed
 
 
+def evidence_of(report: Report, regen: Regeneration, plan: Plan) -> Evidence:
+    """What the checks before the mail found, as the commit message states it."""
+    switched = regen.configurations.switches
+    execution = plan.execution or QUICK
+    return Evidence(page_sizes=plan.page_sizes,
+                    configurations=regen.configurations.describe() if switched else None,
+                    instructions_compared=report.instructions_compared,
+                    images=execution.images, pages=execution.pages,
+                    kernel=report.kernel_clause or "the kernel checks did not run")
+
+
 def run_rewrite(source: SourceFile, tree: KernelTree, *,
                 entry: str = DEFAULT_ENTRY, include_dirs: Sequence[Path] = (),
                 author: str = mail.PLACEHOLDER_IDENTITY, date: str | None = None,
@@ -345,9 +219,9 @@ def run_rewrite(source: SourceFile, tree: KernelTree, *,
         report = run_checks(inputs, before_mail, work / "checks", progress)
         made: dict[str, bytes] = {}
         if regen.changed:
-            made[PATCH_NAME] = patch_text(regen, tree, changes,
-                                          report.instructions_compared, author=author,
-                                          date=date).encode("utf-8")
+            evidence = evidence_of(report, regen, before_mail)
+            made[PATCH_NAME] = mail_text(regen, changes, evidence, author=author,
+                                         date=date).encode("utf-8")
             (staged / PATCH_NAME).write_bytes(made[PATCH_NAME])
         after_mail = Plan(objects=False, execution=None, header=False, kernel=False)
         mail_report = run_checks(replace(inputs, patch_path=staged / PATCH_NAME if made

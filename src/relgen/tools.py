@@ -69,6 +69,11 @@ def _resolved(command: Sequence[str]) -> list[str]:
     return [program if "/" in program else find(program), *rest]
 
 
+def environment_with(**overrides: str) -> dict[str, str]:
+    """This process's environment with `overrides` (a program's own HOME, say)."""
+    return {**os.environ, **overrides}
+
+
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
     return dict(os.environ if env is None else env, LC_ALL="C")
 

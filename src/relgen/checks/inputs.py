@@ -9,10 +9,13 @@ from functools import cached_property
 from pathlib import Path
 
 from relgen.errors import RelgenError
-from relgen.names import HEADER_NAME, PATCH_NAME, SOURCE_NAME
+from relgen.kernel.header import HeaderFacts
+from relgen.kernel.review import recorded_input_sha256
+from relgen.names import HEADER_NAME, PATCH_NAME, SOURCE_NAME, size_macro
+from relgen.regenerate import header_facts
 from relgen.rewrite import RewriteResult, rewrite_control_page
 from relgen.source.configurations import AS_GIVEN, Configuration, Configurations
-from relgen.source.files import SourceFile, load_source
+from relgen.source.files import SourceFile, kernel_path, load_source
 from relgen.toolchain.measure import configurations_of
 from relgen.toolchain.tree import KernelTree
 
@@ -28,6 +31,8 @@ class Inputs:
     include_dirs: tuple[Path, ...] = ()
     expected: RewriteResult | None = field(default=None, compare=False)
     configuration: Configuration = AS_GIVEN  # the user's -D/-U
+    # what the header says, where relgen wrote it in this run (None: read from a folder)
+    header_facts: HeaderFacts | None = field(default=None, compare=False)
 
     @cached_property
     def configurations(self) -> Configurations:
@@ -46,7 +51,8 @@ def load_inputs(out_dir: Path, tree: KernelTree, *, original: Path | None,
     original_path = original if original is not None else tree.relocate_kernel
     source = load_source(original_path, tree)
     return inputs_from(out_dir, source, load_source(out_dir / SOURCE_NAME, None), tree,
-                       rewrite_control_page(source.module, entry), entry=entry,
+                       rewrite_control_page(source.module, entry,
+                                            tree.era.hypervisor_switches), entry=entry,
                        include_dirs=include_dirs, original_given=original is not None,
                        configuration=configuration)
 
@@ -56,20 +62,19 @@ def inputs_from(out_dir: Path, source: SourceFile, new: SourceFile, tree: Kernel
                 ) -> Inputs:
     """The Inputs of files already read: `relgen rewrite` checks what it is about to write."""
     header = (out_dir / HEADER_NAME).read_text(encoding="utf-8")
-    recorded = recorded_input_sha256(header)
+    patch = out_dir / PATCH_NAME
+    recorded = recorded_input_sha256(patch) if patch.is_file() else None
     if recorded is not None and not expected.already_code_first and recorded != source.sha256:
         how = "pass --original with that file" if not original_given else \
             "this is not the file it was made from"
         raise RelgenError(
-            f"{HEADER_NAME} was made from an input with sha256 {recorded[:16]}..., but "
+            f"{PATCH_NAME} was made from an input with sha256 {recorded[:16]}..., but "
             f"{source.shown} has sha256 {source.sha256[:16]}...; {how}", str(out_dir))
-    patch = out_dir / PATCH_NAME
+    facts = None
+    if not expected.already_code_first:
+        sizes = [int(m.group(1)) if (m := re.search(
+            rf"^#define\s+{re.escape(size_macro(area.name))}\s+(\d+)\s*$", header, re.M))
+            else area.size or 16 for area in expected.data_areas]
+        facts = header_facts(expected, tree, kernel_path(source), sizes)
     return Inputs(source, new, header, patch if patch.is_file() else None, tree, entry,
-                  tuple(include_dirs), expected, configuration)
-
-_RECORDED_SHA256 = re.compile(r"\(sha256 ([0-9a-f]{64})\)")
-
-def recorded_input_sha256(header: str) -> str | None:
-    """The sha256 of the input that the header says it was generated from."""
-    match = _RECORDED_SHA256.search(header)
-    return match.group(1) if match else None
+                  tuple(include_dirs), expected, configuration, facts)

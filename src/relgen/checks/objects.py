@@ -13,32 +13,42 @@ from relgen.checks.disassembly import AreaArguments, compare_instructions, corre
 from relgen.checks.inputs import Inputs
 from relgen.checks.report import Check
 from relgen.checks.twins import Twin, assemble_twins
-from relgen.names import CODE_SIZE_MACRO, PAGE_SIZES, offset_macro, size_macro
+from relgen.names import PAGE_SIZES, size_macro
+from relgen.rewrite import offset_symbol
 from relgen.source.configurations import Configuration, Configurations
 from relgen.toolchain import layout
 from relgen.toolchain.assemble import header_macros
 from relgen.toolchain.elf import ObjectFile, load_object
 
 
-def check_region(twin: Twin, data_areas: Sequence[str]) -> list[Check]:
+def check_region(twin: Twin, data_areas: Sequence[str], kept: bool = False) -> list[Check]:
+    """The page holds only code (where a hypervisor calls it: the code first, then the
+    stacks it keeps), the code fits in one 4 KiB page, and no entry point crosses one."""
     after = twin.after
-    left = sorted(set(data_areas) & twin.new_symbols)
-    outside = [s.name for s in after.code_symbols if s.end > after.size]
-    code_only = Check("the control page holds only code",
-                      not after.data_symbols and not left and not outside,
-                      tuple(f"  {s.offset:#06x} {s.name} {s.kind} {s.size:#x}"
-                            for s in after.symbols)
-                      + tuple(f"  FAIL: data area {n} still defined" for n in left))
-    fits = Check("the code fits in one 4 KiB page", after.size <= 4096,
-                 (f"  control page: {after.size:#x} bytes ({after.size}), was "
-                  f"{twin.before.size:#x}",))
+    symbols = tuple(f"  {s.offset:#06x} {s.name} {s.kind} {s.size:#x}" for s in after.symbols)
+    if kept:
+        code_end = max((s.end for s in after.code_symbols), default=0)
+        stacks = {s.name: s.size for s in after.data_symbols}
+        before = {s.name: s.size for s in twin.before.data_symbols}
+        first = Check("the code comes first; the stacks stay in the page after it",
+                      stacks == before and all(s.offset >= code_end
+                                               for s in after.data_symbols), symbols)
+    else:
+        left = sorted(set(data_areas) & twin.new_symbols)
+        first = Check("the control page holds only code",
+                      not after.data_symbols and not left,
+                      symbols + tuple(f"  FAIL: data area {n} still defined" for n in left))
+    fits = Check("the code fits in one 4 KiB page", after.code_size <= 4096,
+                 (f"  code: {after.code_size:#x} bytes ({after.code_size}), control page "
+                  f"{after.size:#x}, was {twin.before.size:#x}",))
     warnings = [w for report in layout.page_report(after, PAGE_SIZES)
                 for w in report.warnings]
     entries = Check("no entry point beyond the first page or across a page boundary",
                     not warnings,
                     tuple(f"  {s.name} at {s.offset:#06x}" for s in after.entry_points)
                     + tuple(f"  FAIL: {w}" for w in warnings))
-    return [code_only, fits, entries]
+    return [first, fits, entries]
+
 
 def _place(control_map: layout.ControlPageMap, address: int) -> str | None:
     """`piece+0xoff` for a section address inside the region, None outside it."""
@@ -75,53 +85,78 @@ def check_relocations(twin: Twin) -> Check:
     return Check("the relocations in the control page are the same, piece by piece",
                  before == after, tuple(evidence))
 
-DEFINE = re.compile(r"^#define\s+(KEXEC_[A-Z0-9_]+)\s+(0x[0-9a-fA-F]+|[0-9]+)\s*$", re.M)
+DEFINE = re.compile(r"^(?:0x[0-9a-fA-F]+|[0-9]+)$")
 
-def check_header_numbers(twin: Twin, data_areas: Sequence[str], macros: dict[str, str]
-                         ) -> Check:
-    """The header's numbers against the object's; `macros` are the header's macros as cpp
-    sees them in the twin's configuration."""
-    defined = {name: int(value, 0) for name, value in macros.items()
-               if DEFINE.match(f"#define {name} {value}")}
-    expected = {CODE_SIZE_MACRO: twin.after.size}
+
+def check_header_sizes(twin: Twin, data_areas: Sequence[str], macros: dict[str, str]
+                       ) -> Check:
+    """The header's stack sizes against the object's; `macros` are the header's macros as
+    cpp sees them in the twin's configuration."""
     sizes = {s.name: s.size for s in twin.before.symbols}
-    for area in data_areas:
-        expected[size_macro(area)] = sizes.get(area, -1)
-    for symbol in twin.after.entry_points:
-        expected[offset_macro(symbol.name)] = symbol.offset
     lines, good = [], True
-    for name, value in expected.items():
-        got = defined.get(name)
-        ok = got == value
+    for area in data_areas:
+        name, value = size_macro(area), sizes.get(area, -1)
+        text = macros.get(name, "")
+        got = int(text, 0) if DEFINE.match(text) else None
+        good &= got == value
+        shown = "missing" if got is None else str(got)
+        lines.append(f"  {'ok  ' if got == value else 'FAIL'} {name:32} header {shown:>6}  "
+                     f"object {value}")
+    return Check("the header's stack sizes are the object's", good, tuple(lines))
+
+
+def check_entry_offsets(twin: Twin, points: Sequence[str]) -> Check:
+    """Each `<entry point>_offset` word the .S defines holds where that entry point lies in
+    the regenerated control page (the assembler measured it: this checks the words exist
+    and say what the map says)."""
+    obj = load_object(twin.new_object)
+    where = {s.name: s.offset for s in twin.after.entry_points}
+    lines, good = [], True
+    for point in points:
+        symbol = obj.symbol(offset_symbol(point)) if obj.has_symbol(offset_symbol(point)) \
+            else None
+        value = None
+        if symbol is not None and symbol.is_defined:
+            data = obj.section_data(symbol.section)[symbol.value:symbol.value + 8]
+            value = int.from_bytes(data, "little") if len(data) == 8 else None
+        ok = value is not None and value == where.get(point)
         good &= ok
-        shown = "missing" if got is None else f"{got:#x}"
-        lines.append(f"  {'ok  ' if ok else 'FAIL'} {name:36} header {shown:>8}  "
-                     f"object {value:#x}")
-    return Check("the header's numbers equal the object's", good, tuple(lines))
+        lines.append(f"  {'ok  ' if ok else 'FAIL'} {offset_symbol(point):32} "
+                     f"{'missing' if value is None else hex(value):>8}  map "
+                     f"{hex(where[point]) if point in where else 'missing'}")
+    return Check("the entry point offsets the .S defines are where the map says", good,
+                 tuple(lines))
+
 
 def _check_configuration(inputs: Inputs, twins: Sequence[Twin], work: Path,
                          page_sizes: Sequence[int]) -> tuple[int, list[Check], str]:
     """One configuration's instructions compared, its static checks and its map text."""
     expected = inputs.expected
+    twin = twins[0]
+    kept = expected is not None and twin.configuration.switched_on(expected.kept)
     areas = [a.name for a in expected.data_areas] if expected else []
-    rewrites = len(expected.rewritten) if expected else 0
+    rewrites = len(expected.rewritten) if expected and not kept else 0
     same = all(t.after == twins[0].after and t.before == twins[0].before for t in twins)
     checks = [Check("the layout is the same at every page size", same)]
-    twin = twins[0]
-    checks += check_region(twin, areas)
+    checks += check_region(twin, areas, kept)
     arguments = AreaArguments(
         {s.name: s.offset for s in twin.before.data_symbols},
         {name: f"r{32 + int(reg[2:])}"
-         for name, reg in (expected.argument_registers if expected else {}).items()},
+         for name, reg in (expected.argument_registers if expected and not kept
+                           else {}).items()},
         twin.before.start)
     pairs = correlate(twin, {a.name: a.size for a in expected.data_areas}
                       if expected else None)
-    allocs = 0 if expected is None or expected.already_code_first else 1
+    allocs = 0 if expected is None or expected.already_code_first or kept else 1
     checks.append(compare_instructions(pairs, rewrites, arguments, allocs)[0])
     checks.append(check_relocations(twin))
-    macros = header_macros(inputs.header_text, work / f"header-{twin.configuration.folder}",
-                                  twin.configuration.cpp_flags)
-    checks.append(check_header_numbers(twin, areas, macros))
+    if not kept and areas:
+        macros = header_macros(inputs.header_text,
+                               work / f"header-{twin.configuration.folder}",
+                               twin.configuration.cpp_flags)
+        checks.append(check_header_sizes(twin, areas, macros))
+    if expected is not None and expected.entry_points:
+        checks.append(check_entry_offsets(twin, expected.entry_points))
     text = ("before:\n" + layout.render_text(twin.before, page_sizes)
             + "\nafter:\n" + layout.render_text(twin.after, page_sizes))
     return sum(len(pair.new) for pair in pairs), checks, text

@@ -14,20 +14,12 @@ from relgen import tools
 from relgen.checks.inputs import Inputs
 from relgen.checks.report import Check
 from relgen.kernel import callers
-from relgen.kernel.render import read_typedef_arguments
-from relgen.names import KEXEC_H_PATH, MACHINE_KEXEC_PATH
+from relgen.kernel.review import expected_checkpatch
+from relgen.names import MACHINE_KEXEC_PATH
 from relgen.source.files import kernel_path
 
-#: KEXEC_CONTROL_PAGE_SIZE before the change: 8192 + 8192 + 4096.
-OLD_CONTROL_PAGE_SIZE = 20480
 #: What checkpatch.pl says of lines that end in CRLF (it counts the CR as trailing space).
 CRLF_CHECKPATCH = frozenset({"DOS_LINE_ENDINGS", "TRAILING_WHITESPACE"})
-#: The checkpatch.pl messages the patch cannot avoid, each with its reason.
-EXPECTED_CHECKPATCH = {
-    "FILE_PATH_CHANGES": "a new file; arch/ia64/ is in MAINTAINERS already",
-    "DEFINE_ARCH_HAS": "ARCH_HAS_KIMAGE_ARCH is the only hook include/linux/kexec.h offers "
-                       "for struct kimage_arch",
-}
 _PATCHED_FILE = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
 
 
@@ -86,29 +78,34 @@ def apply_patch(inputs: Inputs, work: Path) -> AppliedPatch:
 
 
 def check_changed_callers(inputs: Inputs, changed: Mapping[str, bytes]) -> list[Check]:
-    """Simple reads of the patched C: the call passes every argument, the page shrank."""
-    if not {KEXEC_H_PATH, MACHINE_KEXEC_PATH} <= set(changed):
-        return [Check("the patched C callers", False,
-                      ("  FAIL: the patch does not change asm/kexec.h and machine_kexec.c",))]
-    machine_kexec = changed[MACHINE_KEXEC_PATH].decode("utf-8", "replace")
-    kexec_h = changed[KEXEC_H_PATH].decode("utf-8", "replace")
-    wanted = len(read_typedef_arguments(inputs.header_text))
-    calls = callers.entry_call_arguments(machine_kexec)
-    call = Check(f"the call of {inputs.entry} passes {wanted} arguments",
-                 bool(calls) and all(count == wanted for count in calls),
-                 (f"  {MACHINE_KEXEC_PATH}: calls through {callers.TYPEDEF} pass "
-                  f"{', '.join(map(str, calls)) or 'no'} arguments; the header's typedef "
-                  f"takes {wanted}",))
-    size = callers.control_page_size(kexec_h)
-    page = Check("KEXEC_CONTROL_PAGE_SIZE is no longer 20480", size != OLD_CONTROL_PAGE_SIZE,
-                 (f"  {KEXEC_H_PATH}: KEXEC_CONTROL_PAGE_SIZE "
-                  + (f"= {size}" if size is not None else "is a macro of the header"),))
-    return [call, page]
+    """The patched C, read back: every part of the change is there (the header included,
+    the control size from it, the prototype and the typedef with the stacks, each image's
+    stacks where the tree has struct kimage_arch, and a call that passes them)."""
+    era = inputs.tree.era
+    name = f"the patched C passes the stacks to {inputs.entry}"
+    if not {era.kexec_h, MACHINE_KEXEC_PATH} <= set(changed) or inputs.header_facts is None:
+        return [Check(name, False, (f"  FAIL: the patch does not change {era.kexec_h} and "
+                                    f"{MACHINE_KEXEC_PATH}",))]
+    sources = callers.CallerSources(era.kexec_h,
+                                    changed[era.kexec_h].decode("utf-8", "replace"),
+                                    changed[MACHINE_KEXEC_PATH].decode("utf-8", "replace"))
+    old = (inputs.tree.root / MACHINE_KEXEC_PATH).read_text(encoding="utf-8",
+                                                            errors="replace")
+    existing = len(callers.read_typedef_arguments(old))
+    problems = callers.caller_problems(sources, inputs.header_facts, existing)
+    calls = callers.entry_call_arguments(sources.machine_kexec_c)
+    evidence = (f"  {MACHINE_KEXEC_PATH}: the calls through {callers.TYPEDEF} pass "
+                f"{', '.join(map(str, calls)) or 'no'} arguments; "
+                f"{inputs.header_facts.control_macro} is "
+                f"{callers.control_size(sources.kexec_h, inputs.header_facts.control_macro)}",)
+    return [Check(name, not problems, evidence + tuple(f"  FAIL: {p}" for p in problems))]
 
 
 def checkpatch(inputs: Inputs, work: Path) -> Check:
     """`scripts/checkpatch.pl --strict` of the tree on the patch."""
-    name = "checkpatch.pl --strict: nothing but " + " and ".join(EXPECTED_CHECKPATCH)
+    expected = {key.split()[-1]: reason
+                for key, reason in expected_checkpatch(inputs.tree).items()}
+    name = "checkpatch.pl --strict: nothing but " + " and ".join(expected)
     script = inputs.tree.root / "scripts" / "checkpatch.pl"
     if inputs.patch_path is None:
         return Check(name, False, ("  FAIL: no patch written",))
@@ -117,12 +114,12 @@ def checkpatch(inputs: Inputs, work: Path) -> Check:
     run = tools.run(["perl", str(script), "--no-tree", "--strict", "--show-types",
                      tools.operand(inputs.patch_path.resolve())], work)
     found = re.findall(r"^(ERROR|WARNING|CHECK):([A-Z_]+):", run.stdout, re.M)
-    unexpected = [f"{kind}:{name}" for kind, name in found if name not in EXPECTED_CHECKPATCH]
+    unexpected = [f"{kind}:{name}" for kind, name in found if name not in expected]
     total = next((line for line in run.stdout.splitlines() if line.startswith("total:")),
                  "total: ?")
     evidence = [f"  {total}"]
-    evidence += [f"  {kind}:{name} (expected: {EXPECTED_CHECKPATCH[name]})"
-                 for kind, name in found if name in EXPECTED_CHECKPATCH]
+    evidence += [f"  {kind}:{name} (expected: {expected[name]})"
+                 for kind, name in found if name in expected]
     crlf = "\r\n" in inputs.original.text
     for message, count in Counter(unexpected).items():
         times = f" ({count} times)" if count > 1 else ""

@@ -45,6 +45,8 @@ class Report:
     checks: tuple[Check, ...]
     layout_text: str
     instructions_compared: int | None = None
+    # what the kernel checks found, as one clause the commit message states
+    kernel_clause: str | None = None
 
     @property
     def passed(self) -> bool:

@@ -18,16 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relgen import __version__, tools
+from relgen import tools
 from relgen.errors import RelgenError
 
 #: Author and sign-off when nothing better is known: an identity nobody can mistake for a
 #: person, to be replaced by the one of whoever sends the patch.
 PLACEHOLDER_IDENTITY = "relgen <relgen@localhost>"
 
-#: The default commit date, so that the same input gives the same patch: the Unix epoch,
-#: which no one takes for the real date of a change (`git am` keeps it; `--date` sets one).
-FIXED_DATE = "1970-01-01T00:00:00+0000"
+#: The reproducible-builds convention: a date pinned by the environment, in seconds.
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+#: The date of scratch commits whose date shows nowhere (`git diff`).
+SCRATCH_DATE = "1970-01-01T00:00:00+0000"
 
 #: The kernel's core.abbrev (Documentation/process/submitting-patches.rst).
 ABBREV = 12
@@ -104,7 +105,7 @@ def _check_path(path: str) -> None:
 class _Git:
     """git in a scratch folder, with no configuration but the options given here."""
 
-    def __init__(self, work: Path, author: str, date: str) -> None:
+    def __init__(self, work: Path, author: str) -> None:
         self.git = tools.find("git")
         self.work = work
         name, email = _IDENTITY.fullmatch(author).groups()  # type: ignore[union-attr]
@@ -118,10 +119,11 @@ class _Git:
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_AUTHOR_NAME": name,
             "GIT_AUTHOR_EMAIL": email,
-            "GIT_AUTHOR_DATE": date,
             "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email,
-            "GIT_COMMITTER_DATE": date,
+            # the committer date shows nowhere in a mail; fixed, it keeps runs alike
+            "GIT_COMMITTER_DATE": SCRATCH_DATE,
+            "GIT_AUTHOR_DATE": SCRATCH_DATE,
         }
         self.options = [
             "-c", f"core.attributesFile={work / 'attributes'}",
@@ -151,12 +153,28 @@ def _write(root: Path, files: Mapping[str, bytes | None]) -> None:
         target.write_bytes(data)
 
 
+def patch_date(given: str | None) -> str:
+    """The mail's date as `git commit --date` takes it: `given` (any form git takes), else
+    $SOURCE_DATE_EPOCH (seconds, the reproducible-builds convention), else now."""
+    if given is not None:
+        return given
+    epoch = os.environ.get(SOURCE_DATE_EPOCH)
+    if epoch is not None:
+        if not epoch.isdigit():
+            raise RelgenError(f"${SOURCE_DATE_EPOCH} must be a number of seconds, not "
+                              f"{epoch!r}")
+        return f"@{epoch} +0000"
+    return "now"
+
+
 def format_patch(changes: Sequence[FileChange], *, subject: str, body: str, author: str,
-                 date: str = FIXED_DATE, version: str = __version__) -> bytes:
+                 date: str | None = None, notes: str = "") -> bytes:
     """One `git format-patch` mail: one commit of `changes`, `body` as its message.
 
     `subject` goes after `[PATCH] `; `body` (the message after the subject) ends with the
-    trailers, `Signed-off-by:` included. The signature line names relgen and `version`.
+    trailers, `Signed-off-by:` included; `notes` go below the `---`, before the diffstat,
+    where `git am` drops them. `date` is the author date in any form `git commit --date`
+    takes (see `patch_date`).
     """
     if "\n" in subject.strip() or not subject.strip():
         raise RelgenError("the subject must be one non-empty line")
@@ -169,7 +187,7 @@ def format_patch(changes: Sequence[FileChange], *, subject: str, body: str, auth
         work = Path(scratch)
         repo = work / "repo"
         repo.mkdir()
-        git = _Git(work, author, date)
+        git = _Git(work, author)
         git.run("init", "-q", cwd=repo)
         _write(repo, {c.path: c.old for c in changes if c.old is not None})
         git.run("add", "-A", cwd=repo)
@@ -178,11 +196,22 @@ def format_patch(changes: Sequence[FileChange], *, subject: str, body: str, auth
         git.run("add", "-A", cwd=repo)
         message = work / "message"
         message.write_text(" ".join(subject.split()) + "\n\n" + body, encoding="utf-8")
-        git.run("commit", "-q", "--cleanup=whitespace", "-F", str(message), cwd=repo)
-        return git.run("format-patch", "-1", "--stdout", "--zero-commit", "--no-numbered",
+        git.run("commit", "-q", "--cleanup=whitespace", f"--date={patch_date(date)}", "-F",
+                str(message), cwd=repo)
+        mail = git.run("format-patch", "-1", "--stdout", "--zero-commit", "--no-numbered",
                        "--subject-prefix=PATCH", "--no-thread", "--no-attach",
-                       "--no-cover-letter", "--no-renames", f"--signature=relgen {version}",
-                       cwd=repo)
+                       "--no-cover-letter", "--no-renames", "--no-signature", cwd=repo)
+    return _with_notes(mail, notes)
+
+
+def _with_notes(mail: bytes, notes: str) -> bytes:
+    """`notes` right after the `---` that ends the commit message."""
+    if not notes:
+        return mail
+    head, separator, rest = mail.partition(b"\n---\n")
+    if not separator:
+        raise RelgenError("git format-patch wrote a mail without a `---` line")
+    return head + separator + notes.rstrip("\n").encode("utf-8") + b"\n\n" + rest
 
 
 def diff(old: bytes, new: bytes, path: str) -> bytes:
@@ -198,7 +227,7 @@ def diff_files(changes: Sequence[FileChange]) -> bytes:
         return b""
     with tempfile.TemporaryDirectory(prefix="relgen-git-") as scratch:
         work = Path(scratch)
-        git = _Git(work, PLACEHOLDER_IDENTITY, FIXED_DATE)
+        git = _Git(work, PLACEHOLDER_IDENTITY)
         (work / "a").mkdir()
         _write(work / "a", {c.path: c.old for c in changes})
         _write(work / "b", {c.path: c.new for c in changes})

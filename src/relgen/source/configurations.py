@@ -62,6 +62,12 @@ class Configuration:
         return "-".join(f"{name}-{'on' if on else 'off'}" for name, on in self.switches) \
             or "default"
 
+    def switched_on(self, names: Sequence[str]) -> bool:
+        """Whether any of `names` is defined here (switched on by relgen or by -D)."""
+        on = {name for name, value in self.switches if value}
+        on |= {name for name, _ in self.defines}
+        return any(name in on for name in names)
+
     def with_switches(self, switches: Sequence[tuple[str, bool]]) -> Configuration:
         return Configuration(self.defines, self.undefines, tuple(switches))
 

@@ -62,6 +62,8 @@ class DataArea:
     conditional: bool = False
     # labels right after the area that code follows: code labels at the area's end address
     code_labels_after: tuple[str, ...] = ()
+    # the area itself stands inside a preprocessor conditional: some configurations lack it
+    optional: bool = False
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -263,12 +265,7 @@ def find_region(module: Module, entry: str = DEFAULT_ENTRY,
 
     for number, (body, first, names) in enumerate(heads):
         directive_index = next(i for i in body if _area_directive(module.lines[i]))
-        if levels[first - start] or levels[body.start - start]:
-            raise _error(module, module.lines[directive_index],
-                         f"the data area {names[-1]} lies inside a preprocessor conditional, "
-                         "so it exists in some configurations only; relgen needs every data "
-                         "area in every configuration (put the conditional inside the area: "
-                         "#ifdef around its .fill lines)")
+        optional = bool(levels[first - start] or levels[body.start - start])
         # its end labels: the label-only lines after it, up to the next area's name or up to
         # a label that code follows (that one is a code label, whatever stands before it)
         limit = heads[number + 1][1] if number + 1 < len(heads) else end
@@ -306,6 +303,7 @@ def find_region(module: Module, entry: str = DEFAULT_ENTRY,
             size=None if conditional or len(literal) != 1 else literal[0],
             directive_line=directive_index, lines=range(first, stop),
             sizes=literal, conditional=conditional, code_labels_after=tuple(code_after),
+            optional=optional,
         ))
 
     chunks: list[Chunk] = []
@@ -447,12 +445,20 @@ def _is_code(line: Line) -> bool:
 
 
 def require_data_areas(module: Module, region: ControlPageRegion) -> None:
-    """Error when the region has no data area: there is nothing to take out."""
+    """Error when the region has no data area (there is nothing to take out), or one that
+    only some configurations have (relgen passes every area in every configuration)."""
     if not region.data_areas:
         line = module.lines[region.start]
         raise _error(module, line, f"no data area in the control page of {region.entry}: "
                      "no label followed by .fill/.skip/.space/.zero between "
                      f"{region.entry} and {region.end_label}")
+    for area in region.data_areas:
+        if area.optional:
+            raise _error(module, module.lines[area.directive_line],
+                         f"the data area {area.name} lies inside a preprocessor conditional, "
+                         "so it exists in some configurations only; relgen needs every data "
+                         "area in every configuration (put the conditional inside the area: "
+                         "#ifdef around its .fill lines)")
 
 
 def check_procedures_closed(module: Module) -> None:

@@ -96,7 +96,7 @@ class Era:
 
     @property
     def subject_prefix(self) -> str:
-        """The subject prefix of the era's ia64 commits: `[IA64] ` in 2.6.x."""
+        """The subject prefix of the era's ia64 kexec commits: `[IA64] ` in 2.6.x."""
         return "[IA64] " if self.release < (3, 0, 0) else "ia64: kexec: "
 
     def describe(self) -> str:

@@ -61,6 +61,9 @@ def source_map(source: SourceFile, tree: KernelTree, workdir: Path, *, entry: st
     return control_map, assembled, obj
 
 
-def configurations_of(module: Module, entry: str, base: Configuration) -> Configurations:
-    """The configurations the region's conditionals name, with the user's -D/-U fixed."""
-    return enumerate_configurations(base, find_region(module, entry).switches)
+def configurations_of(module: Module, entry: str, base: Configuration,
+                      also: Sequence[str] = ()) -> Configurations:
+    """The configurations the region's conditionals name and the switches `also` (those
+    under which a hypervisor calls the page), with the user's -D/-U fixed."""
+    switches = find_region(module, entry).switches
+    return enumerate_configurations(base, (*switches, *(s for s in also if s not in switches)))

@@ -91,6 +91,10 @@ def parse_disassembly(text: str) -> list[DecodedSlot]:
             bundle = int(match.group("address"), 16)
             slot = 0
             body = template_match.group("rest")
+        elif int(match.group("address"), 16) & ~0xF != bundle:
+            # a symbol in the middle of a bundle of data (a data8 word after another):
+            # objdump goes on with no template, and the line is no instruction
+            continue
         else:
             slot += 1
         stop = body.endswith(";;")

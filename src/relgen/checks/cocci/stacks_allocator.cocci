@@ -11,7 +11,7 @@ def report(position, text):
 
 @direct@
 expression E;
-identifier F, A != kimage_alloc_control_pages;
+identifier F, A != {kimage_alloc_control_pages, page_to_phys, virt_to_phys, __pa};
 position p;
 @@
 E->arch.F = A@p(...)
@@ -25,13 +25,13 @@ report(p, f"image->arch.{F} comes from {A}(), not kimage_alloc_control_pages()")
 
 @through_local exists@
 expression E;
-identifier F, A != kimage_alloc_control_pages;
+identifier F, A != {kimage_alloc_control_pages, page_to_phys, virt_to_phys, __pa};
 idexpression x;
 position p;
 @@
 x = A@p(...);
 ... when != x = kimage_alloc_control_pages(...)
-E->arch.F = x;
+E->arch.F = <+... x ...+>;
 
 @script:python@
 p << through_local.p;

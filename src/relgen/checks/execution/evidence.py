@@ -260,7 +260,10 @@ def execution_evidence(original_object: Path, new_object: Path,
     sizes = {s.name: s.size for s in before.data_symbols}
     original = Side("original", load_program(original_object, before),
                     {s.name: s.offset for s in before.data_symbols}, {})
-    new = Side("regenerated", load_program(new_object, after), {},
+    # the regenerated page takes its stacks as arguments, or keeps them where a hypervisor
+    # calls it (no argument registers): then it runs on its own, like the original
+    new = Side("regenerated", load_program(new_object, after),
+               {} if argument_registers else {s.name: s.offset for s in after.data_symbols},
                {name: int(register.removeprefix("in")) for name, register in
                 argument_registers.items()})
     images = [make_image(seed, pages=plan.pages, page_size=page_size,

@@ -1,143 +1,48 @@
-"""The passes that regenerate the control page, each a function from tree to tree.
+"""Rebasing the data-area addresses: the instructions that form an area's address from the
+position anchor (`add sp=(memory_stack_end - 16 - .reloc_entry),r2`) become, one for one
+and in the same unit, instructions that form it from the area's argument
+(`add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4`).
 
-1. `rebase_area_references`: every instruction that forms a data-area address from the
-   position anchor (`add sp=(memory_stack_end - 16 - .reloc_entry),r2`) is replaced, one
-   for one and by an instruction of the same unit, by one that forms it from the area's new
-   argument (`add sp=KEXEC_MEMORY_STACK_SIZE - 16,in4`).
-2. `widen_alloc`: the entry's `alloc` gains one input per area, in order of appearance.
-3. `move_code_ahead`: inside the region, code keeps its order and goes before every area.
-4. `lift_data_areas`: the areas (with their serving `.align`) leave the control page.
-5. `include_header`: the file includes the generated header whose macros it now uses.
-6. `document_entry_arguments`: a comment at the entry names the new arguments.
-7. `guard_code_size`: after the size word, the assembler fails the build if the code
-   outgrows the code page the header allocates for it.
-
-`rewrite_control_page` runs them in that order. All label arithmetic is done on parsed
-expressions (`expr.linear_form`), never on strings. What a register holds is followed across
-preprocessor conditionals (each branch starts from the state before the `#if`). Every pass
-walks the file once, so the work grows linearly with its size.
+What a register holds is followed item by item in one walk over the file (`mov rX=ip` under
+a label, `dep rX=0,rX,61,3`, `add rD=expr,rS`), across preprocessor conditionals (each
+branch starts from the state before the `#if`); an address is rebased only when it is `area
+label + constant`, and anything else that touches an area label is an error that says what
+it computes. All label arithmetic is on parsed expressions, never on strings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from relgen.errors import RelgenError
-from relgen.names import CODE_PAGE_MACRO, DEFAULT_ENTRY, HEADER_INCLUDE
 from relgen.source import expressions as ex
 from relgen.source.nodes import Directive, Instruction, Item, Label, MacroCall, Module, Preprocessor
-from relgen.source.parser import parse_module, parse_statement
-from relgen.source.region import (
-    CONDITIONAL_OPENERS,
-    ControlPageRegion,
-    DataArea,
-    bounds_procedure,
-    find_region,
-    require_data_areas,
-)
+from relgen.source.parser import parse_statement
+from relgen.source.region import CONDITIONAL_OPENERS, ControlPageRegion, DataArea
 
 # ALU (A-unit) instructions that add an immediate to a register: relgen may exchange one
 # for another, since A-unit instructions run in the same M or I slot of a bundle.
 ADD_MNEMONICS = frozenset({"add", "adds", "addl"})
+
 # `adds` takes a signed 14-bit immediate; the argument registers are not r0-r3, so the
 # 22-bit `addl` form is not available for them.
 IMM14_RANGE = range(-(1 << 13), 1 << 13)
-MAX_INPUTS = 8  # ia64 software conventions: arguments beyond eight go on the memory stack
-
 
 @dataclass(frozen=True)
 class RewrittenInstruction:
+    """One instruction rebased: its line in the input, its text before and after."""
+
     line: int
     old: str
     new: str
     area: str
-
-
-@dataclass(frozen=True)
-class RewriteResult:
-    module: Module
-    region: ControlPageRegion  # of the input
-    data_areas: tuple[DataArea, ...]
-    argument_registers: Mapping[str, str]  # area name -> in4, in5, ...
-    rewritten: tuple[RewrittenInstruction, ...]
-    alloc_before: str
-    alloc_after: str
-    already_code_first: bool = False
-
+    old_item: Instruction | None = field(default=None, compare=False, repr=False)
+    new_item: Instruction | None = field(default=None, compare=False, repr=False)
 
 def _error(module: Module, item: Item, message: str) -> RelgenError:
     source = next((line.shown for line in module.lines if item in line.items), None)
     return RelgenError(message, module.path, item.line, item.column, source)
-
-
-def _replace_item(module: Module, old: Item, new: Item) -> Module:
-    return _replace_items(module, {id(old): new})
-
-
-def _replace_items(module: Module, replacements: Mapping[int, Item]) -> Module:
-    """The module with each item whose id() is a key replaced, in one pass over the lines."""
-    if not replacements:
-        return module
-    lines = [
-        replace(line, items=tuple(replacements.get(id(i), i) for i in line.items))
-        if any(id(i) in replacements for i in line.items) else line
-        for line in module.lines
-    ]
-    return module.with_lines(lines)
-
-
-# ------------------------------------------------------------------ the entry's alloc
-
-
-def find_alloc(module: Module, region: ControlPageRegion) -> Instruction:
-    """The entry procedure's own alloc: between its start and its END or the next procedure."""
-    for index in region.code_lines():
-        line = module.lines[index]
-        if index > region.start and bounds_procedure(line):
-            break
-        for item in line.items:
-            if isinstance(item, Instruction) and item.mnemonic == "alloc":
-                return item
-    raise RelgenError(
-        f"{region.entry} has no alloc instruction: relgen adds the stacks as new inputs of "
-        "its register frame and needs `alloc rN=ar.pfs,inputs,locals,outputs,rotating`",
-        module.path, module.lines[region.start].number, 1, module.lines[region.start].shown)
-
-
-def _alloc_inputs(module: Module, alloc: Instruction) -> tuple[int, ex.Number]:
-    sources = alloc.sources
-    if len(sources) != 5 or not isinstance(sources[1], ex.Number):
-        raise _error(module, alloc, "cannot read the number of inputs of this alloc: expected "
-                     "`alloc rN=ar.pfs,i,l,o,r` with i a number")
-    return sources[1].value, sources[1]
-
-
-def widen_alloc(module: Module, region: ControlPageRegion, extra_inputs: int) -> Module:
-    """`alloc r31=ar.pfs,4,0,0,0` -> `alloc r31=ar.pfs,6,0,0,0` for two areas."""
-    alloc = find_alloc(module, region)
-    inputs, number = _alloc_inputs(module, alloc)
-    new_inputs = inputs + extra_inputs
-    if new_inputs > MAX_INPUTS:
-        raise _error(module, alloc, f"{region.entry} would need {new_inputs} inputs; only "
-                     f"{MAX_INPUTS} arguments are passed in registers")
-    frame = sum(op.value for op in alloc.sources[1:4] if isinstance(op, ex.Number))
-    if frame + extra_inputs > 96:
-        raise _error(module, alloc, "the register frame would exceed 96 registers")
-    spacing = number.text[: len(number.text) - len(str(number))]
-    new_number = ex.Number(f"{spacing}{new_inputs}", new_inputs)
-    operands = [new_number if op is number else op for op in alloc.operands]
-    return _replace_item(module, alloc, alloc.with_operands(operands))
-
-
-def argument_registers(module: Module, region: ControlPageRegion) -> dict[str, str]:
-    """The input register each area arrives in: after the existing inputs, in order."""
-    inputs, _ = _alloc_inputs(module, find_alloc(module, region))
-    return {area.name: f"in{inputs + i}" for i, area in enumerate(region.data_areas)}
-
-
-# ------------------------------------------------------------ rebasing area references
-
 
 @dataclass(frozen=True)
 class _RegisterValue:
@@ -146,9 +51,7 @@ class _RegisterValue:
     value: ex.LinearForm
     line: int
 
-
 _Registers = dict[str, _RegisterValue]  # register name -> what it holds
-
 
 class _AnchorTracker:
     """Which label `mov rX=ip` reads, followed item by item in one walk over the file.
@@ -183,7 +86,6 @@ class _AnchorTracker:
             self._bundle_label = None
         self._previous = item
 
-
 class _BranchStates:
     """What registers hold across preprocessor conditionals.
 
@@ -213,14 +115,11 @@ class _BranchStates:
         return {register: value for register, value in ends[0].items()
                 if all(end.get(register) == value for end in ends[1:])}
 
-
 def _register(expr: ex.Expr) -> str | None:
     return expr.name if isinstance(expr, ex.Symbol) else None
 
-
 def _area_labels(region: ControlPageRegion) -> dict[str, DataArea]:
     return {label: area for area in region.data_areas for label in area.labels}
-
 
 def _rebased_operands(
     module: Module, item: Instruction, area: DataArea, label: str, constant: int,
@@ -248,7 +147,6 @@ def _rebased_operands(
     return _reparsed(item, "adds" if item.mnemonic == "addl" else item.mnemonic,
                      [text, register], comma)
 
-
 def _reparsed(item: Instruction, mnemonic: str, sources: Sequence[str], comma: str
               ) -> Instruction:
     """`item` with a new mnemonic and source operands, made by parsing its new text with
@@ -259,16 +157,14 @@ def _reparsed(item: Instruction, mnemonic: str, sources: Sequence[str], comma: s
     assert isinstance(new, Instruction)  # a mnemonic and operands: the grammar's instruction
     return replace(new, line=item.line, column=item.column)
 
-
 def _with_mnemonic(item: Instruction, mnemonic: str) -> str:
     position = item.head.rfind(item.mnemonic)
     return item.head[:position] + mnemonic + item.head[position + len(item.mnemonic):]
 
-
 def rebase_area_references(
     module: Module, region: ControlPageRegion, registers: Mapping[str, str]
-) -> tuple[Module, tuple[RewrittenInstruction, ...]]:
-    """Rewrite every instruction of the file that forms a data-area address.
+) -> tuple[RewrittenInstruction, ...]:
+    """The new form of every instruction of the file that forms a data-area address.
 
     Walks the file in order, keeping what registers hold where an instruction makes it
     plain (`mov rX=ip` under a label, `dep rX=0,rX,61,3` keeps it, `add rD=expr,rS`); a
@@ -334,10 +230,8 @@ def rebase_area_references(
             _refuse_area_use(module, item, item.sources, labels)
         if destination:
             known.pop(destination, None)
-    rewritten = tuple(RewrittenInstruction(old.line, old.text, new.text, area.name)
-                      for old, new, area in changes)
-    return _replace_items(module, {id(old): new for old, new, _ in changes}), rewritten
-
+    return tuple(RewrittenInstruction(old.line, old.text, new.text, area.name, old, new)
+                 for old, new, area in changes)
 
 def _added_value(module: Module, item: Instruction, known: Mapping[str, _RegisterValue]
                  ) -> ex.LinearForm | None:
@@ -356,7 +250,6 @@ def _added_value(module: Module, item: Instruction, known: Mapping[str, _Registe
             return None  # a register whose value we do not know
         forms.append(form)
     return forms[0] + forms[1]
-
 
 def _area_address(
     module: Module, item: Instruction, value: ex.LinearForm | None,
@@ -391,7 +284,6 @@ def _area_address(
                    "data-area label plus a constant")
     raise _error(module, item, message + "; no rule rewrites it")
 
-
 def _refuse_code_label_as_area_end(module: Module, item: Instruction, value: ex.LinearForm,
                                    region: ControlPageRegion) -> None:
     """An address formed from a label that ends an area but that code follows: the label is
@@ -404,7 +296,6 @@ def _refuse_code_label_as_area_end(module: Module, item: Instruction, value: ex.
                              "it), so it moves with the code; give the area an end label of "
                              f"its own (`{area.name}_end:`) before the code")
 
-
 def _refuse_area_use(module: Module, item: Instruction | Directive,
                      operands: Sequence[ex.Expr], labels: Mapping[str, DataArea]) -> None:
     for operand in operands:
@@ -416,121 +307,3 @@ def _refuse_area_use(module: Module, item: Instruction | Directive,
                          f"{area}) in `{operand}`; relgen rewrites only an add that forms "
                          "the area's address from the position anchor, and no rule covers "
                          "this use")
-
-
-# ---------------------------------------------------------------- moving and lifting
-
-
-def move_code_ahead(module: Module, region: ControlPageRegion) -> Module:
-    """Code chunks of the region in their order, then its data areas in theirs."""
-    lines = list(module.lines)
-    code = [lines[i] for c in region.chunks if c.kind == "code" for i in range(c.start, c.stop)]
-    data = [lines[i] for c in region.chunks if c.kind == "data" for i in range(c.start, c.stop)]
-    return module.with_lines(lines[: region.start] + code + data + lines[region.end:])
-
-
-def lift_data_areas(module: Module, region: ControlPageRegion) -> Module:
-    """The region without its data areas (labels, area directives, serving .align)."""
-    drop = {i for area in region.data_areas for i in area.lines}
-    return module.with_lines([line for i, line in enumerate(module.lines) if i not in drop])
-
-
-def includes_header(module: Module) -> bool:
-    return any(isinstance(item, Preprocessor) and item.directive == "include" and
-               HEADER_INCLUDE in item.text for _, item in module.items())
-
-
-def include_header(module: Module) -> Module:
-    """`#include <asm/kexec_control_page.h>` after the last #include of the file's head."""
-    if includes_header(module):
-        return module
-    last = None
-    for index, line in enumerate(module.lines):
-        statements = [i for i in line.items if i.kind != "comment"]
-        if any(isinstance(i, Preprocessor) and i.directive == "include" for i in statements):
-            last = index
-        elif statements and not all(isinstance(i, Preprocessor) for i in statements):
-            break
-    at = 0 if last is None else last + 1
-    return _insert_parsed(module, at, f"#include <{HEADER_INCLUDE}>{_line_ending(module)}")
-
-
-def _line_ending(module: Module) -> str:
-    for line in module.lines:
-        if line.ending.endswith("\r\n"):
-            return "\r\n"
-        if line.ending.endswith("\n"):
-            return "\n"
-    return "\n"
-
-
-def _insert_parsed(module: Module, at: int, text: str) -> Module:
-    """`text` parsed with the grammar, its lines inserted before line index `at`."""
-    new_lines = parse_module(text).lines
-    number = module.lines[at - 1].number if at else 1
-    lines = list(module.lines)
-    lines[at:at] = [replace(line, number=number) for line in new_lines]
-    return module.with_lines(lines)
-
-
-def document_entry_arguments(module: Module, region: ControlPageRegion,
-                             areas: Sequence[DataArea], registers: Mapping[str, str]
-                             ) -> Module:
-    """A comment before the entry: which input register brings which data area."""
-    ending = _line_ending(module)
-    lines = ["/*", " * The stacks are not in the control page; the caller passes them in:"]
-    lines += [f" * {registers[a.name]}: physical address of {a.name} ({a.size_macro} bytes)"
-              for a in areas]
-    lines.append(" */")
-    return _insert_parsed(module, region.start, ending.join(lines) + ending)
-
-
-#: A section the kernel's linker script discards (asm-generic/vmlinux.lds.h, DISCARDS).
-GUARD_SECTION = ".discard.relocate_new_kernel_size"
-
-
-def guard_code_size(module: Module, region: ControlPageRegion) -> Module:
-    """After the size word: the assembler fails the build if the code outgrows its page.
-
-    The size is measured by the assembler on the real code between the entry and the end
-    label, so the guarantee holds for any later edit of the file. It cannot be an `.if`: an
-    `.align` inside the code leaves the size unknown until the assembler has laid out the
-    section. So a data1 in a section the kernel discards takes `too_big * 0x1000`, where
-    `too_big` is set only after it: the assembler resolves it once the layout is final, and
-    GAS's `>` gives -1 when true; -0x1000 does not fit in one byte, which is an error.
-    """
-    ending = _line_ending(module)
-    size, too_big = ".Lkexec_code_size", ".Lkexec_code_too_big"  # local: not in the object
-    text = ending.join([
-        f"/* The build fails here if {region.entry} outgrows {CODE_PAGE_MACRO} */",
-        f'\t.pushsection {GUARD_SECTION}, "", @progbits',
-        f"\tdata1 {too_big} * 0x1000\t// 0, or -0x1000: too large for the byte",
-        "\t.popsection",
-        f"\t.set {size}, {region.end_label} - {region.entry}",
-        f"\t.set {too_big}, {size} > {CODE_PAGE_MACRO}",
-    ]) + ending
-    return _insert_parsed(module, region.size_word_line + 1, text)
-
-
-# ------------------------------------------------------------------------ all passes
-
-
-def rewrite_control_page(module: Module, entry: str = DEFAULT_ENTRY) -> RewriteResult:
-    """Run every pass. A file already in code-first layout comes back unchanged."""
-    region = find_region(module, entry)
-    alloc = find_alloc(module, region)
-    if not region.data_areas and includes_header(module):
-        return RewriteResult(module, region, (), {}, (), alloc.text, alloc.text,
-                             already_code_first=True)
-    require_data_areas(module, region)
-    registers = argument_registers(module, region)
-    new, rewritten = rebase_area_references(module, region, registers)
-    new = widen_alloc(new, region, len(region.data_areas))
-    new = move_code_ahead(new, region)
-    new = lift_data_areas(new, find_region(new, entry))
-    new = include_header(new)
-    new = document_entry_arguments(new, find_region(new, entry), region.data_areas, registers)
-    new = guard_code_size(new, find_region(new, entry))
-    new_alloc = find_alloc(new, find_region(new, entry))
-    return RewriteResult(new, region, region.data_areas, registers, rewritten, alloc.text,
-                         new_alloc.text)
