@@ -181,6 +181,7 @@ def _cmd_rewrite(args: argparse.Namespace) -> int:
     if author.warning and regen.changed:
         print(author.warning, file=sys.stderr)
     _write(args, args.output, run.files, (tree.root,))
+    print(f"tree: {tree.era.describe()}")
     if regen.changed:
         print(f"{source.shown}: {len(regen.result.rewritten)} instructions rewritten, "
               f"{len(regen.result.data_areas)} data areas passed in as arguments")
@@ -217,6 +218,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
+        print(f"tree: {tree.era.describe()}")
         sys.stdout.write(report.render())
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
 
@@ -357,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "user.name and user.email of the tree, else the user's, else a "
                              "placeholder with a warning)")
     rewrite_cmd.add_argument("--date", metavar="DATE",
-                             help="the patch's date, in any form git takes (default: the "
-                             "epoch, so that the same input gives the same bytes)")
+                             help="the patch's date, in any form `git commit --date` takes "
+                             "(`2001-01-01`, `yesterday`, `@1700000000 +0000` ...; default: "
+                             "$SOURCE_DATE_EPOCH if set, else now)")
     _add_configuration_arguments(rewrite_cmd, varied=True)
     _add_check_arguments(rewrite_cmd, writes=True)
     rewrite_cmd.set_defaults(run=_cmd_rewrite)

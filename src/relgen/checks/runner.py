@@ -116,7 +116,7 @@ def _kernel_checks(inputs: Inputs, plan: Plan, changed: Mapping[str, bytes] | st
         return [kernel.not_run(changed, required=required)]
     own = inputs.tree.relocate_kernel
     if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
-        return [kernel.not_run(f"the input {inputs.original.shown} is not the tree's own "
+        return [kernel.not_run(f"the input is not the tree's own "
                                f"{kernel_path(inputs.original)}", required=required)]
     if not {KEXEC_H_PATH, MACHINE_KEXEC_PATH} <= set(changed):
         return [kernel.not_run("the change has no C side (it changes "

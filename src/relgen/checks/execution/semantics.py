@@ -16,91 +16,35 @@ and as recorded events the TLB purges, cache flushes, serialisation and `flushrs
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from relgen.checks.execution.branches import branch, rfi
 from relgen.checks.execution.machine import (
-    IFS_VALID,
     MASK,
-    PSR_RI_SHIFT,
     ExecutionFault,
     Frame,
     Machine,
 )
+from relgen.checks.execution.operands import (
+    APPLICATION,
+    BR_REGISTER,
+    CONTROL,
+    EVENTS,
+    GR,
+    MEMORY,
+    NUMBER,
+    QUALIFIER,
+    RSE_CONTROLLED,
+    Effect,
+    Reader,
+    Slot,
+    number,
+    reader,
+    signed,
+    unimplemented,
+    writer,
+)
 from relgen.toolchain.objdump import DecodedSlot
-
-Effect = Callable[[Machine], "int | None"]
-Reader = Callable[[Machine], int]
-
-QUALIFIER = re.compile(r"^\(p(\d+)\)\s*")
-GR = re.compile(r"^r(\d+)$")
-NUMBER = re.compile(r"^-?(0x[0-9a-f]+|\d+)$")
-MEMORY = re.compile(r"^\[r(\d+)\]$")
-TARGET = re.compile(r"^([0-9a-f]+)\s*<[^>]+>$")
-BR_REGISTER = re.compile(r"^b(\d)$")
-
-# the application and control registers the model names (objdump spells them ar.lc, cr.iip)
-APPLICATION = frozenset({"lc", "ec", "rsc", "bspstore", "rnat", "pfs", "bsp",
-                         *(f"k{n}" for n in range(8))})
-CONTROL = frozenset({"ipsr", "iip", "ifs"})
-RSE_CONTROLLED = frozenset({"bspstore", "rnat"})  # writable only in enforced lazy mode
-
-EVENTS = frozenset({"flushrs", "srlz.i", "srlz.d", "sync.i", "fc", "fc.i", "ptc.e", "ptr.i",
-                    "ptr.d", "ptc.l", "ptc.g", "ptc.ga", "mf", "mf.a", "invala", "loadrs"})
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One compiled instruction: its qualifying predicate and its effect."""
-
-    instruction: DecodedSlot
-    predicate: int
-    effect: Effect
-
-
-def _unimplemented(text: str, why: str = "not implemented by relgen's interpreter") -> Effect:
-    def effect(machine: Machine) -> int | None:
-        raise ExecutionFault(f"{why} (`{text}`)")
-    return effect
-
-
-def _number(text: str) -> int:
-    return int(text, 0)
-
-
-def _reader(operand: str) -> Reader:
-    """A general register or an immediate as a function of the machine."""
-    if match := GR.match(operand):
-        register = int(match.group(1))
-        if register == 0:
-            return lambda m: 0
-        if register < 32:
-            return lambda m: m.gr[register]
-        return lambda m: m.read_stacked(register)
-    if NUMBER.match(operand):
-        value = _number(operand) & MASK
-        return lambda m: value
-    raise ValueError(operand)
-
-
-def _writer(operand: str) -> Callable[[Machine, int], None]:
-    match = GR.match(operand)
-    if match is None:
-        raise ValueError(operand)
-    register = int(match.group(1))
-    if register == 0:
-        raise ExecutionFault("r0 cannot be written")
-    if register < 32:
-        def write_static(m: Machine, value: int) -> None:
-            m.gr[register] = value & MASK
-        return write_static
-    return lambda m, value: m.write_stacked(register, value)
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >> 63 else value
-
 
 # ------------------------------------------------------------------------- integer ALU
 
@@ -119,8 +63,8 @@ ALU: dict[str, Callable[[int, int], int]] = {
 
 def _arithmetic(mnemonic: str, destination: str, operands: str) -> Effect:
     parts = operands.split(",")
-    operation, write = ALU[mnemonic], _writer(destination)
-    left, right = _reader(parts[0]), _reader(parts[1])
+    operation, write = ALU[mnemonic], writer(destination)
+    left, right = reader(parts[0]), reader(parts[1])
     if len(parts) == 3:  # add r1=r2,r3,1 adds one more; sub r1=r2,r3,1 subtracts one more
         if parts[2] != "1" or mnemonic not in ("add", "sub"):
             raise ValueError(operands)
@@ -131,24 +75,24 @@ def _arithmetic(mnemonic: str, destination: str, operands: str) -> Effect:
 
 def _shift(mnemonic: str, destination: str, operands: str) -> Effect:
     value_text, count_text = operands.split(",")
-    value, count = _reader(value_text), _reader(count_text)
-    write = _writer(destination)
+    value, count = reader(value_text), reader(count_text)
+    write = writer(destination)
     if mnemonic == "shl":
         return lambda m: write(m, 0 if count(m) > 63 else value(m) << count(m))
     if mnemonic == "shr.u":
         return lambda m: write(m, 0 if count(m) > 63 else value(m) >> count(m))
-    return lambda m: write(m, _signed(value(m)) >> min(count(m), 63))
+    return lambda m: write(m, signed(value(m)) >> min(count(m), 63))
 
 
 def _deposit(mnemonic: str, destination: str, operands: str) -> Effect:
     """dep r1=r2|imm1,r3,pos,len (merge) and dep.z r1=r2|imm8,pos,len (zero)."""
     parts = operands.split(",")
-    write = _writer(destination)
+    write = writer(destination)
     if mnemonic == "dep.z":
-        source, position, length = _reader(parts[0]), int(parts[1]), int(parts[2])
+        source, position, length = reader(parts[0]), int(parts[1]), int(parts[2])
         field = ((1 << length) - 1) << position
         return lambda m: write(m, (source(m) << position) & field)
-    source, target = _reader(parts[0]), _reader(parts[1])
+    source, target = reader(parts[0]), reader(parts[1])
     position, length = int(parts[2]), int(parts[3])
     field = (((1 << length) - 1) << position) & MASK
     return lambda m: write(m, (target(m) & ~field) | ((source(m) << position) & field))
@@ -156,8 +100,8 @@ def _deposit(mnemonic: str, destination: str, operands: str) -> Effect:
 
 def _extract(mnemonic: str, destination: str, operands: str) -> Effect:
     source_text, position_text, length_text = operands.split(",")
-    source, position, length = _reader(source_text), int(position_text), int(length_text)
-    write = _writer(destination)
+    source, position, length = reader(source_text), int(position_text), int(length_text)
+    write = writer(destination)
     if mnemonic == "extr.u":
         return lambda m: write(m, (source(m) >> position) & ((1 << length) - 1))
     sign = 1 << (length - 1)
@@ -171,10 +115,10 @@ def _extract(mnemonic: str, destination: str, operands: str) -> Effect:
 RELATIONS: dict[str, Callable[[int, int], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
-    "lt": lambda a, b: _signed(a) < _signed(b),
-    "le": lambda a, b: _signed(a) <= _signed(b),
-    "gt": lambda a, b: _signed(a) > _signed(b),
-    "ge": lambda a, b: _signed(a) >= _signed(b),
+    "lt": lambda a, b: signed(a) < signed(b),
+    "le": lambda a, b: signed(a) <= signed(b),
+    "gt": lambda a, b: signed(a) > signed(b),
+    "ge": lambda a, b: signed(a) >= signed(b),
     "ltu": lambda a, b: a < b,
     "leu": lambda a, b: a <= b,
     "gtu": lambda a, b: a > b,
@@ -193,11 +137,11 @@ def _compare(text: str, completers: list[str], destination: str, operands: str,
     relation = completers[0] if completers else ""
     kind = completers[1] if len(completers) > 1 else ""
     if relation not in RELATIONS or kind not in ("", "unc"):
-        return _unimplemented(text)
+        return unimplemented(text)
     test = RELATIONS[relation]
     p1, p2 = _predicates(destination)
     left_text, right_text = operands.split(",")
-    left, right = _reader(left_text), _reader(right_text)
+    left, right = reader(left_text), reader(right_text)
     width = 32 if text.split()[0].split(".")[0].startswith("cmp4") else 64
 
     def operand(reader: Reader) -> Callable[[Machine], int]:
@@ -231,10 +175,10 @@ def _bit_test(text: str, completers: list[str], destination: str, operands: str,
     sense = completers[0] if completers else ""
     kind = completers[1] if len(completers) > 1 else ""
     if sense not in ("z", "nz") or kind not in ("", "unc"):
-        return _unimplemented(text)
+        return unimplemented(text)
     p1, p2 = _predicates(destination)
     source_text, position_text = operands.split(",")
-    source, position = _reader(source_text), int(position_text)
+    source, position = reader(source_text), int(position_text)
     want = 0 if sense == "z" else 1
 
     def effect(m: Machine) -> None:
@@ -257,16 +201,16 @@ def _access_size(mnemonic: str) -> int:
 
 def _load(text: str, mnemonic: str, destination: str, operands: str) -> Effect:
     if set(mnemonic.split(".")[1:]) & SPECULATIVE:
-        return _unimplemented(text)
+        return unimplemented(text)
     size = _access_size(mnemonic)
     parts = operands.split(",")
     base_match = MEMORY.match(parts[0])
     if base_match is None:
-        return _unimplemented(text)
+        return unimplemented(text)
     base_register = f"r{base_match.group(1)}"
-    base, write = _reader(base_register), _writer(destination)
-    increment = _reader(parts[1]) if len(parts) == 2 else None
-    update = _writer(base_register) if increment else None
+    base, write = reader(base_register), writer(destination)
+    increment = reader(parts[1]) if len(parts) == 2 else None
+    update = writer(base_register) if increment else None
 
     def effect(m: Machine) -> None:
         address = base(m)
@@ -279,16 +223,16 @@ def _load(text: str, mnemonic: str, destination: str, operands: str) -> Effect:
 
 def _store(text: str, mnemonic: str, destination: str, operands: str) -> Effect:
     if set(mnemonic.split(".")[1:]) & SPECULATIVE:
-        return _unimplemented(text)
+        return unimplemented(text)
     size = _access_size(mnemonic)
     base_match = MEMORY.match(destination)
     parts = operands.split(",")
     if base_match is None:
-        return _unimplemented(text)
+        return unimplemented(text)
     base_register = f"r{base_match.group(1)}"
-    base, value = _reader(base_register), _reader(parts[0])
-    increment = _reader(parts[1]) if len(parts) == 2 else None
-    update = _writer(base_register) if increment else None
+    base, value = reader(base_register), reader(parts[0])
+    increment = reader(parts[1]) if len(parts) == 2 else None
+    update = writer(base_register) if increment else None
 
     def effect(m: Machine) -> None:
         address = base(m)
@@ -324,7 +268,7 @@ def _move(text: str, destination: str, source: str) -> Effect:
     target_kind, target = _register_class(destination)
     source_kind, origin = _register_class(source)
     if source_kind in ("gr", "imm"):
-        read = _reader(source)
+        read = reader(source)
     elif source_kind == "ar" and origin in APPLICATION:
         def read(m: Machine) -> int:
             return m.ar[origin]
@@ -343,9 +287,9 @@ def _move(text: str, destination: str, source: str) -> Effect:
         def read(m: Machine) -> int:
             return m.psr
     else:
-        return _unimplemented(text)
+        return unimplemented(text)
     if target_kind == "gr":
-        write = _writer(destination)
+        write = writer(destination)
         return lambda m: write(m, read(m))
     if target_kind == "ar" and target in APPLICATION:
         def write_ar(m: Machine) -> None:
@@ -366,15 +310,15 @@ def _move(text: str, destination: str, source: str) -> Effect:
         def write_br(m: Machine) -> None:
             m.br[number] = read(m) & MASK
         return write_br
-    return _unimplemented(text)
+    return unimplemented(text)
 
 
 def _alloc(text: str, destination: str, operands: str) -> Effect:
     parts = operands.split(",")
     if parts[0] != "ar.pfs" or len(parts) != 4:
-        return _unimplemented(text)
+        return unimplemented(text)
     frame = Frame(int(parts[1]), int(parts[2]), int(parts[3]))
-    write = _writer(destination)
+    write = writer(destination)
 
     def effect(m: Machine) -> None:
         pfs = m.ar["pfs"]
@@ -385,7 +329,7 @@ def _alloc(text: str, destination: str, operands: str) -> Effect:
 
 
 def _system_mask(mnemonic: str, operand: str) -> Effect:
-    bits = _number(operand)
+    bits = number(operand)
     if mnemonic == "rsm":
         def reset(m: Machine) -> None:
             m.psr &= ~bits
@@ -397,119 +341,9 @@ def _system_mask(mnemonic: str, operand: str) -> Effect:
 
 
 def _event(mnemonic: str, operands: str) -> Effect:
-    readers = [_reader(o) for o in operands.split(",") if o]
+    readers = [reader(o) for o in operands.split(",") if o]
     name = "fc.i" if mnemonic == "fc" else mnemonic
     return lambda m: m.event(name, *(r(m) for r in readers))
-
-
-# ----------------------------------------------------------------------------- branches
-
-
-def _branch(text: str, instruction: DecodedSlot, completers: list[str], operands: str
-            ) -> Effect:
-    kind = completers[0] if completers and completers[0] in (
-        "cond", "call", "ret", "cloop", "ctop", "cexit", "few", "many", "sptk", "dptk",
-        "spnt", "dpnt") else ""
-    if kind in ("few", "many", "sptk", "dptk", "spnt", "dpnt"):
-        kind = "cond"  # "br.few 100 <x>" is br.cond without its qualifier
-    if not kind:  # br.wtop, br.wexit, br.ia
-        return _unimplemented(text)
-    link = None
-    if kind == "call":
-        link_text, operands = operands.split("=")
-        link_match = BR_REGISTER.match(link_text)
-        if link_match is None:
-            return _unimplemented(text)
-        link = int(link_match.group(1))
-    if match := TARGET.match(operands):
-        displacement = int(match.group(1), 16) - instruction.bundle
-
-        def target(m: Machine) -> int:
-            return (m.ip + displacement) & MASK
-    elif match := BR_REGISTER.match(operands):
-        number = int(match.group(1))
-        if kind in ("cloop", "ctop", "cexit"):
-            return _unimplemented(text)
-
-        def target(m: Machine) -> int:
-            return m.br[number] & ~0xF
-    else:
-        return _unimplemented(text)
-    if kind == "cond":
-        return target
-    if kind == "ret":
-        def ret(m: Machine) -> int:
-            m.frame = Frame.decoded(m.ar["pfs"])
-            m.ar["ec"] = (m.ar["pfs"] >> 52) & 0x3F
-            return target(m)
-        return ret
-    if kind == "call":
-        assert link is not None
-
-        def call(m: Machine) -> int:
-            destination = target(m)
-            m.br[link] = m.ip + 16
-            m.ar["pfs"] = (m.ar["pfs"] & ~((1 << 38) - 1)) | m.frame.encoded() \
-                | (m.ar["ec"] & 0x3F) << 52
-            m.frame = Frame(m.frame.sof - m.frame.sol, 0)
-            return destination
-        return call
-    if instruction.slot != 2:
-        return _unimplemented(text, "a counted branch outside slot 2 is an illegal "
-                              "operation fault")
-    if kind == "cloop":
-        def cloop(m: Machine) -> int | None:
-            if m.ar["lc"]:
-                m.ar["lc"] -= 1
-                return target(m)
-            return None
-        return cloop
-    return _modulo_loop(kind, target)
-
-
-def _modulo_loop(kind: str, target: Callable[[Machine], int]) -> Effect:
-    """br.ctop and br.cexit as the Itanium SDM vol. 3 ("br") defines them:
-
-    LC != 0: LC -= 1, PR[63] = 1, rotate, ctop taken;
-    else EC > 1: EC -= 1, PR[63] = 0, rotate, ctop taken;
-    else EC == 1: EC -= 1, PR[63] = 0, rotate, falls through (cexit taken);
-    else (EC == 0): PR[63] = 0, no rotation, falls through (cexit taken).
-    br.cexit is taken exactly where br.ctop falls through.
-    """
-    loop_taken = kind == "ctop"
-
-    def effect(m: Machine) -> int | None:
-        if m.ar["lc"]:
-            m.ar["lc"] -= 1
-            m.write_pr(63, True)
-            m.rotate()
-            continues = True
-        elif m.ar["ec"] > 1:
-            m.ar["ec"] -= 1
-            m.write_pr(63, False)
-            m.rotate()
-            continues = True
-        elif m.ar["ec"] == 1:
-            m.ar["ec"] = 0
-            m.write_pr(63, False)
-            m.rotate()
-            continues = False
-        else:
-            m.write_pr(63, False)
-            continues = False
-        return target(m) if continues == loop_taken else None
-    return effect
-
-
-def _rfi(m: Machine) -> int:
-    """Return from interruption: PSR from cr.ipsr, on at cr.iip and the slot ipsr.ri names;
-    the frame from cr.ifs when its valid bit is set."""
-    m.psr = m.cr["ipsr"]
-    m.resume_slot = (m.cr["ipsr"] >> PSR_RI_SHIFT) & 3
-    if m.cr["ifs"] & IFS_VALID:
-        m.frame = Frame.decoded(m.cr["ifs"])
-    m.event("rfi", m.cr["iip"])
-    return m.cr["iip"]
 
 
 # -------------------------------------------------------------------------------- compile
@@ -525,9 +359,9 @@ def compile_slot(instruction: DecodedSlot) -> Slot:
     try:
         effect = _compile(text, instruction, predicate)
     except (ValueError, IndexError):
-        effect = _unimplemented(instruction.text, "operands relgen's interpreter cannot read")
+        effect = unimplemented(instruction.text, "operands relgen's interpreter cannot read")
     except ExecutionFault as fault:
-        effect = _unimplemented(instruction.text, str(fault))
+        effect = unimplemented(instruction.text, str(fault))
     unconditional = ".unc" in text.split(" ")[0]  # the effect reads its qualifier itself
     return Slot(instruction, 0 if unconditional else predicate, effect)
 
@@ -562,14 +396,14 @@ def _compile(text: str, instruction: DecodedSlot, predicate: int) -> Effect:
     if base == "mov" and completers in ([], ["m"], ["i"]):
         return _move(text, destination, operands)
     if mnemonic == "movl":
-        write, value = _writer(destination), _number(operands) & MASK
+        write, value = writer(destination), number(operands) & MASK
         return lambda m: write(m, value)
     if mnemonic == "alloc":
         return _alloc(text, destination, operands)
     if mnemonic in ("rsm", "ssm"):
         return _system_mask(mnemonic, operand_text)
     if base == "br":
-        return _branch(text, instruction, completers, operand_text)
+        return branch(text, instruction, completers, operand_text)
     if mnemonic == "rfi":
-        return _rfi
-    return _unimplemented(text)
+        return rfi
+    return unimplemented(text)
