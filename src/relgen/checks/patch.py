@@ -13,6 +13,7 @@ from pathlib import Path
 from relgen import tools
 from relgen.checks.inputs import Inputs
 from relgen.checks.report import Check
+from relgen.errors import ToolError
 from relgen.kernel import callers
 from relgen.kernel.review import expected_checkpatch
 from relgen.names import MACHINE_KEXEC_PATH
@@ -60,7 +61,10 @@ def apply_patch(inputs: Inputs, work: Path) -> AppliedPatch:
     for path, data in originals.items():
         (scratch / path).parent.mkdir(parents=True, exist_ok=True)
         (scratch / path).write_bytes(data)
-    result = tools.run(["git", "apply", tools.operand(patch)], scratch)
+    try:
+        result = tools.run(["git", "apply", tools.operand(patch)], scratch)
+    except ToolError as error:
+        return AppliedPatch(Check.not_run(name, error.message), None)
     source = kernel_path(inputs.original)
     after = (scratch / source).read_bytes() if (scratch / source).is_file() else b""
     same = result.returncode == 0 and after == inputs.new.text.encode("utf-8")
@@ -111,8 +115,11 @@ def checkpatch(inputs: Inputs, work: Path) -> Check:
         return Check(name, False, ("  FAIL: no patch written",))
     if not script.is_file():
         return Check.not_run(name, f"the tree has no {script.relative_to(inputs.tree.root)}")
-    run = tools.run(["perl", str(script), "--no-tree", "--strict", "--show-types",
-                     tools.operand(inputs.patch_path.resolve())], work)
+    try:
+        run = tools.run(["perl", str(script), "--no-tree", "--strict", "--show-types",
+                         tools.operand(inputs.patch_path.resolve())], work)
+    except ToolError as error:
+        return Check.not_run(name, error.message)
     found = re.findall(r"^(ERROR|WARNING|CHECK):([A-Z_]+):", run.stdout, re.M)
     unexpected = [f"{kind}:{name}" for kind, name in found if name not in expected]
     total = next((line for line in run.stdout.splitlines() if line.startswith("total:")),
