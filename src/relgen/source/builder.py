@@ -155,7 +155,13 @@ _TEMPLATE_OPENERS = frozenset({".macro", ".rept", ".irp", ".irpc"})
 _TEMPLATE_CLOSERS = frozenset({".endm", ".endr"})
 
 _EMPTY = ex.Empty()
-_SEPARATORS = frozenset({"COMMA", "EQ"})
+
+
+def _versioned(raw: str, name: str) -> ex.VersionedName:
+    """`memcpy@@GLIBC_2.2` -> memcpy, "@@", GLIBC_2.2."""
+    at = name.index("@")
+    version_at = len(name) - len(name[at:].lstrip("@"))
+    return ex.VersionedName(raw, name[:at], name[at:version_at], name[version_at:])
 
 
 def _combine(operands: list[ex.Expr], operator: Token) -> None:
@@ -180,49 +186,24 @@ def _splice(children: list, at: int) -> None:
         children[at:at + 1 or None] = children[at]
 
 
-class _Operands:
-    """A statement's operands, read from the grammar's flat run of operands and `,`/`=`
-    tokens: the operands (an `Empty` where one is left out), the separators between them
-    ("" between two side by side), and where the first operand that GAS takes only in
-    directives and macros stands (None if none)."""
-
-    __slots__ = ("operands", "separators", "first_equals", "odd")
-
-    def __init__(self, run: Sequence[Token | ex.Expr]) -> None:
-        operands: list[ex.Expr] = []
-        separators: list[str] = []
-        self.first_equals = -1
-        self.odd: tuple[int, str] | None = None  # (index in `run`, what is odd about it)
-        wants_operand = True
-        for index, child in enumerate(run):
-            if isinstance(child, Token) and child.type in _SEPARATORS:
-                if wants_operand:
-                    self._note(index, "missing")
-                    operands.append(_EMPTY)
-                if child.type == "EQ" and self.first_equals < 0:
-                    self.first_equals = len(separators)
-                separators.append(str(child))
-                wants_operand = True
-                continue
-            if not wants_operand:
-                self._note(index, "beside")
-                separators.append("")
-            operands.append(child)  # type: ignore[arg-type]
-            wants_operand = False
-        if wants_operand and separators:
-            self._note(len(run), "missing")
-            operands.append(_EMPTY)
-        self.operands = tuple(operands)
-        self.separators = tuple(separators)
-
-    def _note(self, index: int, what: str) -> None:
-        if self.odd is None:
-            self.odd = (index, what)
+def _operands(run: Sequence[str | ex.Expr]) -> tuple[tuple[ex.Expr, ...], tuple[str, ...], int]:
+    """A statement's operands, the separators between them and the index of the first `=`
+    (-1 if none), from the run the `operands` rules grew: operands and separators taking
+    turns (see `NodeBuilder.operand_left_out` and `operand_beside`)."""
+    separators = tuple(map(str, run[1::2]))
+    first_equals = -1
+    for number, separator in enumerate(separators):
+        if separator[-1:] == "=":
+            first_equals = number
+            break
+    return tuple(run[::2]), separators, first_equals  # type: ignore[arg-type]
 
 
-def _refusal(children: Sequence[Token | ex.Expr], start: int, odd: tuple[int, str]
+def _refusal(children: Sequence[str | ex.Expr], start: int, odd: tuple[int, str]
              ) -> BuildError:
-    """The error for an operand an instruction cannot have, positioned where it stands."""
+    """The error for an operand an instruction cannot have, positioned where it stands:
+    `odd` is its index among the operands and separators (from `start` in `children`) and
+    "missing" or "beside"."""
     index, what = odd
     first = children[0]
     assert isinstance(first, Token)
@@ -252,19 +233,23 @@ class NodeBuilder(Transformer):
         """Forget the file before: a new parse starts."""
         self._gas_macros: set[str] = set()  # the names `.macro` defined so far
         self._open_templates = 0  # how many macro or repetition bodies are open
+        # the statement being read: where its first operand stands that only directives and
+        # GAS macros may have, as (index among its operands and separators, what is odd)
+        self._odd: tuple[int, str] | None = None
 
     # --- expressions
-    def symbol(self, children: list[Token]) -> ex.Symbol:
+    def symbol(self, children: list[Token]) -> ex.Symbol | ex.PastedName | ex.VersionedName:
         token = children[0]
-        return ex.Symbol(str(token), symbol_name(strip_space(token)))
+        name = strip_space(token)
+        if "\\" in name or "&" in name:
+            return ex.PastedName(str(token), name)
+        if "@" in name:
+            return _versioned(str(token), name)
+        return ex.Symbol(str(token), name[:-1] if name[-1] == "#" else name)
 
     def number(self, children: list[Token]) -> ex.Number:
         token = children[0]
         return ex.Number(str(token), gas_integer(strip_space(token)))
-
-    def pasted(self, children: list[Token]) -> ex.PastedName:
-        token = children[0]
-        return ex.PastedName(str(token), strip_space(token))
 
     # Tokens that are whole expressions, read as nodes when lark shifts them: lark calls
     # the method named after the terminal.
@@ -283,12 +268,6 @@ class NodeBuilder(Transformer):
 
     def FLOAT(self, token: Token) -> ex.Float:
         return ex.Float(str(token), strip_space(token))
-
-    def VERSIONED_NAME(self, token: Token) -> ex.VersionedName:
-        text = strip_space(token)
-        at = text.index("@")
-        version_at = len(text) - len(text[at:].lstrip("@"))
-        return ex.VersionedName(str(token), text[:at], text[at:version_at], text[version_at:])
 
     def paren(self, children: list) -> ex.Paren:
         opening, inner, closing = children
@@ -348,8 +327,7 @@ class NodeBuilder(Transformer):
         name_token, colon = children
         line, column = position(name_token)
         name = strip_space(name_token)
-        return Label(name_token + colon, line, column,
-                     name=name if name_token.type == "PASTED_NAME" else symbol_name(name),
+        return Label(name_token + colon, line, column, name=symbol_name(name),
                      is_global=colon.type == "DOUBLE_COLON")
 
     # Tokens that are whole items, read as nodes when lark shifts them.
@@ -391,25 +369,43 @@ class NodeBuilder(Transformer):
 
     operands = items = lines = _grow
 
+    # The grown run of operands holds operands and separators taking turns, also where an
+    # operand is left out (`x,` holds an Empty after the `,`) or stands beside the one
+    # before it (`"mutex" p6` holds "" between them).
+    def operand_left_out(self, children: list) -> list:
+        run, separator = children
+        if self._odd is None:
+            self._odd = (len(run) + 1, "missing")
+        run += (separator, _EMPTY)
+        return run
+
+    def operand_beside(self, children: list) -> list:
+        run, operand = children
+        if self._odd is None:
+            self._odd = (len(run) + 1, "beside")
+        run += ("", operand)
+        return run
+
     def instruction(self, children: list) -> Instruction | MacroCall:
         # [PREDICATE] NAME, then the run of operands and `,`/`=` tokens
         _splice(children, -1)
         first = children[0]
         head_length = 2 if first.type == "PREDICATE" else 1
         mnemonic = strip_space(children[head_length - 1])
-        read = _Operands(children[head_length:])
+        operands, separators, first_equals = _operands(children[head_length:])
+        odd, self._odd = self._odd, None
         head = "".join(children[:head_length])
         if head_length == 1 and mnemonic in self._gas_macros:
             raw = _text(children)
             return MacroCall(raw, *position(first), name=mnemonic,
                              args=split_arguments(raw[len(head):]))
-        if read.odd is not None and not self._open_templates:
-            raise _refusal(children, head_length, read.odd)
+        if odd is not None and not self._open_templates:
+            raise _refusal(children, head_length, odd)
         return Instruction(
             _text(children), *position(first),
             predicate=strip_space(first) if head_length == 2 else None,
-            mnemonic=mnemonic, operands=read.operands, separators=read.separators,
-            destinations=read.first_equals + 1, head=head,
+            mnemonic=mnemonic, operands=operands, separators=separators,
+            destinations=first_equals + 1, head=head,
         )
 
     def directive(self, children: list) -> Directive:
@@ -417,15 +413,16 @@ class NodeBuilder(Transformer):
         _splice(children, -1)
         first = children[0]
         name = strip_space(first)
-        read = _Operands(children[1:])
+        operands, separators, _ = _operands(children[1:])
+        self._odd = None  # a directive reads its operands its own way
         if name in _TEMPLATE_OPENERS:
             self._open_templates += 1
-            if name == ".macro" and read.operands:
-                self._gas_macros.add(symbol_name(str(read.operands[0])))
+            if name == ".macro" and operands:
+                self._gas_macros.add(symbol_name(str(operands[0])))
         elif name in _TEMPLATE_CLOSERS:
             self._open_templates = max(0, self._open_templates - 1)
-        return Directive(_text(children), *position(first), name=name,
-                         operands=read.operands, separators=read.separators)
+        return Directive(_text(children), *position(first), name=name, operands=operands,
+                         separators=separators)
 
     def assignment(self, children: list) -> Assignment:
         name, operator, value = children

@@ -133,12 +133,17 @@ class Composite(Expr):
 
     @property
     def text(self) -> str:  # type: ignore[override]
-        pieces: list[str] = []
+        parts = self.parts()
+        pieces = [part if type(part) is str else part.text for part in parts  # type: ignore
+                  if not isinstance(part, Composite)]
+        if len(pieces) == len(parts):  # most operands: one level, `[r2]`, `a - 16`
+            return "".join(pieces)
+        pieces = []
         stack: list[str | Expr] = [self]
         while stack:
             part = stack.pop()
-            if isinstance(part, str):
-                pieces.append(part)
+            if type(part) is str:
+                pieces.append(part)  # type: ignore[arg-type]
             elif isinstance(part, Composite):
                 stack.extend(reversed(part.parts()))
             else:

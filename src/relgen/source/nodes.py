@@ -37,7 +37,7 @@ DATA_DIRECTIVES = frozenset(
 AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One thing on a line. `line`/`column` (1-based) are where its text starts."""
 
@@ -51,7 +51,7 @@ class Item:
         return strip_space(self.raw)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label(Item):
     """`name:`, `1:`, or `name::`, which also makes the symbol global (`is_global`). `name`
     has no GAS `#` suffix (`foo#:` defines `foo`)."""
@@ -65,7 +65,7 @@ class Label(Item):
         return self.name.isdigit()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tag(Item):
     """`[1:]`: an ia64 instruction tag."""
 
@@ -73,36 +73,36 @@ class Tag(Item):
     kind: ClassVar[str] = "tag"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stop(Item):
     """`;;`: the end of an instruction group."""
 
     kind: ClassVar[str] = "stop"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Separator(Item):
     """`;`: separates two statements on one line without ending the group."""
 
     kind: ClassVar[str] = "separator"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BundleOpen(Item):
     kind: ClassVar[str] = "bundle_open"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BundleClose(Item):
     kind: ClassVar[str] = "bundle_close"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comment(Item):
     kind: ClassVar[str] = "comment"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Preprocessor(Item):
     """A C preprocessor line, continuations included. `directive` is `define`, `include`..."""
 
@@ -110,7 +110,7 @@ class Preprocessor(Item):
     kind: ClassVar[str] = "preprocessor"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instruction(Item):
     """`(p6) mnemonic dst,...=src,...`. Data pseudo-ops such as `data8` are of kind "data".
 
@@ -144,7 +144,7 @@ class Instruction(Item):
         return replace(self, raw=raw, operands=tuple(operands), head=head_text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Directive(Item):
     """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data".
 
@@ -167,7 +167,7 @@ class Directive(Item):
         return self.name in AREA_DIRECTIVES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MacroCall(Item):
     """A macro as a statement, whatever it expands to:
     - a C preprocessor macro, `GLOBAL_ENTRY(x)`, `END(x)`, `weak_alias (memcmp, bcmp)` (with
@@ -184,7 +184,7 @@ class MacroCall(Item):
     kind: ClassVar[str] = "macro_call"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Assignment(Item):
     """`name = expr` (as `.set`) or `name == expr` (as `.eqv`): `rTblAddr = r3`, `two == 2*one`.
 
@@ -206,7 +206,7 @@ class Assignment(Item):
 STATEMENT_TYPES = (Instruction, Directive, MacroCall, Assignment)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Line:
     """A physical line: its items and its ending (white space and newline, or "" at EOF).
 
@@ -242,7 +242,7 @@ class Line:
         return (i for i in self.items if isinstance(i, Label))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Module:
     """A whole file: its lines in order. `path` is used in messages only."""
 

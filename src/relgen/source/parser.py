@@ -108,8 +108,7 @@ _TERMINAL_WORDS = {
     "EOF_SPACE": "white space at the end of the file", "DOT": "'.'",
     "AT_NAME": "an @keyword", "RELOC_OP": "a relocation operator", "BANG": "'!'",
     "TILDE": "'~'", "MINUS": "'-'", "PLUS": "'+'", "FLOAT": "a floating-point number",
-    "EQEQ": "'=='", "DOUBLE_COLON": "'::'", "VERSIONED_NAME": "a versioned name",
-    "PASTED_NAME": "a macro parameter", "PASTED_DOTNAME": "a macro parameter",
+    "EQEQ": "'=='", "DOUBLE_COLON": "'::'",
 }
 
 

@@ -15,9 +15,9 @@ from typing import BinaryIO
 
 from relgen.errors import RelgenError
 
-#: The largest source relgen reads, in bytes: 64 times the largest ia64 assembly file in
-#: Linux, glibc, libgcc and binutils' tests, and far below what a parse of it takes in
-#: memory (about 60 bytes for each byte of input).
+#: The largest source relgen reads, in bytes: 70 times the largest ia64 assembly file of
+#: Linux, glibc, libgcc and binutils' tests (glibc's libm_lgammal.S, 227 KB). A parse takes
+#: about 30 bytes of memory per byte of input, so this bounds it near 500 MB.
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
 _CHUNK = 1 << 16
