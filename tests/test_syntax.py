@@ -20,9 +20,10 @@ from relgen.source import parser
 FIXTURE_FILES = sorted(FIXTURES.glob("*.S"))
 NODE_TYPES = {source.Label, source.Tag, source.Stop, source.Separator, source.BundleOpen,
               source.BundleClose, source.Comment, source.Preprocessor, source.Instruction,
-              source.Directive, source.MacroCall}
-EXPR_TYPES = {ex.Symbol, ex.Number, ex.LocalRef, ex.Here, ex.StringLiteral, ex.AtName,
-              ex.Paren, ex.Memory, ex.Index, ex.Call, ex.Reloc, ex.Unary, ex.Binary}
+              source.Directive, source.MacroCall, source.Assignment}
+EXPR_TYPES = {ex.Symbol, ex.Number, ex.Float, ex.LocalRef, ex.Here, ex.StringLiteral,
+              ex.AtName, ex.VersionedName, ex.PastedName, ex.Empty, ex.Paren, ex.Memory,
+              ex.Index, ex.Call, ex.Reloc, ex.Unary, ex.Binary}
 
 
 def kinds(text: str) -> list[str]:
@@ -46,7 +47,9 @@ def assert_nodes_only(module: source.Module, text: str) -> None:
         assert type(line.ending) is str
         for item in line.items:
             assert type(item) in NODE_TYPES and type(item.raw) is str, item
-            for operand in getattr(item, "operands", ()):
+            operands = (item.value,) if isinstance(item, source.Assignment) else \
+                getattr(item, "operands", ())
+            for operand in operands:
                 for node in operand.walk():
                     assert type(node) in EXPR_TYPES and type(node.text) is str, node
     assert offset == len(text)
