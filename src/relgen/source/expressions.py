@@ -83,30 +83,38 @@ class Expr:
         return hash(tuple((type(node).__name__, node._key()) for node in self.walk()))
 
     def __repr__(self) -> str:
-        """`Binary(left=Symbol(text='a', name='a'), token=' +', ...)`, built bottom-up
-        without recursion."""
-        shown: dict[int, str] = {}
-        stack: list[tuple[Expr, bool]] = [(self, False)]
+        """`Binary(left=Symbol(text='a', name='a'), token=' +', ...)`, written out in one pass
+        over the tree (building each node's repr from its children's would copy them)."""
+        pieces: list[str] = []
+        stack: list[object] = [self]
         while stack:
-            node, children_done = stack.pop()
-            if children_done:
-                shown[id(node)] = node._repr_from(shown)
-                continue
-            stack.append((node, True))
-            stack.extend((child, False) for child in node.children())
-        return shown[id(self)]
+            part = stack.pop()
+            if isinstance(part, str):
+                pieces.append(part)
+            elif isinstance(part, Expr):
+                stack.extend(reversed(part._repr_parts()))
+            else:
+                pieces.append(repr(part))
+        return "".join(pieces)
 
-    def _repr_from(self, shown: Mapping[int, str]) -> str:
-        def value(item: object) -> str:
-            if isinstance(item, Expr):
-                return shown[id(item)]
-            if isinstance(item, tuple) and any(isinstance(i, Expr) for i in item):
-                inner = ", ".join(value(i) for i in item)
-                return f"({inner},)" if len(item) == 1 else f"({inner})"
-            return repr(item)
-
-        parts = (f"{name}={value(getattr(self, name))}" for name in _shown_fields(type(self)))
-        return f"{type(self).__name__}({', '.join(parts)})"
+    def _repr_parts(self) -> list[object]:
+        """This node's repr as strings, values and child nodes, in order."""
+        parts: list[object] = [f"{type(self).__name__}("]
+        for number, name in enumerate(_shown_fields(type(self))):
+            parts.append(f"{', ' if number else ''}{name}=")
+            value = getattr(self, name)
+            if isinstance(value, tuple) and any(isinstance(i, Expr) for i in value):
+                parts.append("(")
+                for index, item in enumerate(value):
+                    parts += [", "] if index else []
+                    parts.append(item)
+                parts.append(",)" if len(value) == 1 else ")")
+            elif isinstance(value, Expr | str):
+                parts.append(value if isinstance(value, Expr) else repr(value))
+            else:
+                parts.append(value)
+        parts.append(")")
+        return parts
 
 
 @cache
