@@ -1,16 +1,14 @@
 """The parser's public corpus (issue 21): every ia64 assembly file of Debian's binutils, glibc
 and gcc source packages round-trips byte for byte, every statement typed.
 
-The files come from `scripts/fetch-corpus.sh` (apt-get download, dpkg, only the ia64 files)
-into the ignored `.cache/corpus`; `make setup` fetches them, and so does this module when they
-are missing. Without them (no network) the tests skip on a developer machine and fail under
-CI=true. Each test prints its package's count.
+The files are fetched into the ignored `.cache/corpus` (tests/public_corpus.py); without them
+(no network) the tests skip on a developer machine and fail under CI=true. Each round-trip
+test prints its package's count.
 """
 
 from __future__ import annotations
 
 import io
-import subprocess
 from collections import Counter
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -18,40 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, missing
+from public_corpus import CORPUS, PACKAGES, require_public_corpus
 from relgen.cli import main
 from relgen.source import parse_module, unparse
 from relgen.source.builder import CPP_DIRECTIVES
 from relgen.source.nodes import Preprocessor
 from test_syntax import assert_nodes_only
 
-CORPUS = ROOT / ".cache" / "corpus"
-STAMP = CORPUS / ".relgen-corpus"
-FETCH = ROOT / "scripts" / "fetch-corpus.sh"
-
-# package -> the files of it that are the corpus
-PACKAGES = {
-    "binutils-source": lambda: sorted((CORPUS / "binutils" / "gas" / "testsuite" / "gas"
-                                       / "ia64").glob("*.s")),
-    "glibc-source": lambda: sorted(p for p in (CORPUS / "glibc").rglob("*.S")
-                                   if "ia64" in p.relative_to(CORPUS).parts),
-    "gcc-12-source": lambda: sorted((CORPUS / "gcc" / "libgcc" / "config" / "ia64").glob("*.S")),
-}
-
 
 @pytest.fixture(scope="session")
 def public_corpus() -> Path:
-    """The corpus folder, fetched now if it is not there yet."""
-    if not STAMP.is_file():
-        try:
-            subprocess.run(["bash", str(FETCH)], cwd=ROOT, capture_output=True, timeout=900,
-                           check=False)
-        except subprocess.TimeoutExpired:
-            pass
-    if not STAMP.is_file():
-        missing(f"the public ia64 corpus in {CORPUS} (scripts/fetch-corpus.sh could not fetch "
-                "it)")
-    return CORPUS
+    return require_public_corpus()
 
 
 @dataclass
