@@ -1,4 +1,4 @@
-"""GAS expressions as frozen nodes, and the label arithmetic the rewrite needs.
+"""GAS expressions as frozen nodes (with the label arithmetic the rewrite needs, from arithmetic).
 
 A leaf (`Symbol`, `Number`, ...) keeps `text`, its token's exact bytes with the white space
 before it. A composite node (`Paren`, `Binary`, ...) keeps only its own tokens (`(`, `+`,
@@ -13,20 +13,27 @@ its own stack instead of recursing, so depth costs nothing but the nodes. `depth
 levels of nesting (parentheses, brackets, calls, relocation operators and unary operators;
 a chain of binary operators is no nesting), which the parser bounds (`MAX_NESTING`).
 
-`linear_form` reduces an expression of labels and numbers joined by + and - (and constant
-products) to `coefficients * symbols + constant`, which is how relgen reasons about what an
-operand such as `(memory_stack_end - 16 - .reloc_entry)` computes.
+The label arithmetic over these trees (`linear_form`, `symbols_in`) is
+`relgen.source.arithmetic`'s, and is found here too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import ClassVar
 
+from relgen.source.arithmetic import LinearForm, NotLinear, linear_form, symbols_in
 from relgen.source.spacing import strip_space
+
+__all__ = [
+    "MAX_NESTING", "AtName", "Binary", "Call", "Composite", "Empty", "Expr", "Float", "Here",
+    "Index", "Leaf", "LinearForm", "LocalRef", "Memory", "NotLinear", "Number", "Paren",
+    "PastedName", "Reloc", "StringLiteral", "Symbol", "Unary", "VersionedName", "linear_form",
+    "symbols_in",
+]
 
 #: How deeply an expression may nest (see `Expr.depth`); deeper is a positioned error. Real
 #: code nests a few levels; the bound keeps any consumer that does recurse far from Python's
@@ -435,129 +442,3 @@ class Binary(Composite):
 
     def _key(self) -> tuple[object, ...]:
         return (self.token,)
-
-
-# ------------------------------------------------------------------------ label arithmetic
-
-
-@dataclass(frozen=True)
-class LinearForm:
-    """`sum(coefficient * symbol) + constant`; symbols with coefficient 0 are dropped."""
-
-    terms: Mapping[str, int]
-    constant: int
-
-    def __add__(self, other: LinearForm) -> LinearForm:
-        terms = dict(self.terms)
-        for name, coefficient in other.terms.items():
-            terms[name] = terms.get(name, 0) + coefficient
-        return LinearForm({k: v for k, v in terms.items() if v}, self.constant + other.constant)
-
-    def scaled(self, factor: int) -> LinearForm:
-        if factor == 0:
-            return LinearForm({}, 0)
-        return LinearForm({k: v * factor for k, v in self.terms.items()}, self.constant * factor)
-
-    def describe(self) -> str:
-        """The form as a reader writes it: `memory_stack_end - .reloc_entry - 16`."""
-        parts: list[str] = []
-        # positive terms first, so that the form reads as "a - b" rather than "-b + a"
-        ordered = sorted(self.terms.items(), key=lambda term: term[1] < 0)
-        for name, coefficient in ordered:
-            sign = "-" if coefficient < 0 else "+"
-            magnitude = abs(coefficient)
-            term = name if magnitude == 1 else f"{magnitude}*{name}"
-            parts.append(f"{sign} {term}")
-        if self.constant or not parts:
-            parts.append(f"{'-' if self.constant < 0 else '+'} {abs(self.constant)}")
-        text = " ".join(parts)
-        return text[2:] if text.startswith("+ ") else "-" + text[2:]
-
-
-class NotLinear(ValueError):
-    """The expression is not labels and numbers joined by + and - (and constant products)."""
-
-
-class _Sum:
-    """A linear form being summed up, changed in place: `a + b + ... + z` adds each term
-    once instead of copying the growing form at every `+`."""
-
-    __slots__ = ("terms", "constant")
-
-    def __init__(self, terms: dict[str, int], constant: int) -> None:
-        self.terms = terms
-        self.constant = constant
-
-    def scale(self, factor: int) -> _Sum:
-        self.terms = {k: v * factor for k, v in self.terms.items()} if factor else {}
-        self.constant *= factor
-        return self
-
-    def add(self, other: _Sum, sign: int) -> _Sum:
-        """self + sign * other, into the larger of the two."""
-        if len(other.terms) > len(self.terms):  # fold the smaller into the larger
-            other.scale(sign)
-            other.add(self, 1)
-            return other
-        for name, coefficient in other.terms.items():
-            self.terms[name] = self.terms.get(name, 0) + sign * coefficient
-        self.constant += sign * other.constant
-        return self
-
-
-def linear_form(expr: Expr, symbol_values: Mapping[str, int] | None = None) -> LinearForm:
-    """Reduce `expr` to a LinearForm; names in `symbol_values` count as constants.
-
-    Raises NotLinear for anything else (registers inside memory operands, shifts of labels,
-    macro calls): the caller then says it cannot reason about that operand.
-    """
-    values = symbol_values or {}
-    done: list[_Sum] = []  # the forms of the subexpressions finished so far
-    stack: list[tuple[Expr, bool]] = [(expr, False)]
-    while stack:
-        node, children_done = stack.pop()
-        node_type = type(node)
-        if node_type is Number:
-            done.append(_Sum({}, node.value))  # type: ignore[attr-defined]
-        elif node_type is Symbol:
-            name = node.name  # type: ignore[attr-defined]
-            done.append(_Sum({}, values[name]) if name in values else _Sum({name: 1}, 0))
-        elif node_type is Paren:
-            stack.append((node.inner, False))  # type: ignore[attr-defined]
-        elif node_type is Unary and node.operator in ("+", "-"):  # type: ignore[attr-defined]
-            if children_done:
-                if node.operator == "-":  # type: ignore[attr-defined]
-                    done[-1].scale(-1)
-            else:
-                stack += [(node, True), (node.operand, False)]  # type: ignore[attr-defined]
-        elif node_type is Binary and node.operator in ("+", "-", "*"):  # type: ignore
-            if not children_done:
-                stack += [(node, True), (node.right, False), (node.left, False)]  # type: ignore
-                continue
-            right, left = done.pop(), done.pop()
-            done.append(_combined(left, node.operator, right, node))  # type: ignore
-        else:
-            raise NotLinear(str(node))
-    (form,) = done
-    return LinearForm({k: v for k, v in form.terms.items() if v}, form.constant)
-
-
-def _combined(left: _Sum, operator: str, right: _Sum, node: Expr) -> _Sum:
-    if operator != "*":
-        return left.add(right, 1 if operator == "+" else -1)
-    if not left.terms:
-        return right.scale(left.constant)
-    if not right.terms:
-        return left.scale(right.constant)
-    raise NotLinear(str(node))
-
-
-def symbols_in(expr: Expr) -> frozenset[str]:
-    """Every name that occurs anywhere in `expr` (each piece of a pasted name)."""
-    names: set[str] = set()
-    for node in expr.walk():
-        if isinstance(node, Symbol | VersionedName):
-            names.add(node.name)
-        elif isinstance(node, PastedName):
-            names.update(node.pieces)
-    return frozenset(names)
