@@ -108,8 +108,8 @@ def test_rewrite_refuses_1000_nested_parentheses_with_a_position(
 
 # ------------------------------------------------------------------- what relgen reads
 
-NOT_REGULAR = "error: not a regular file ({}): relgen reads assembly from regular files and " \
-    "standard input only"
+NOT_REGULAR = "error: not a regular file ({}): relgen reads sources from regular files, so " \
+    "save it to a file first"
 
 
 def run_cli(*argv: str | Path, stdin: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -33,8 +33,8 @@ def _refuse_unless_regular(mode: int, shown: str) -> None:
         raise RelgenError("is a directory, not an assembly file", shown)
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a file")
-        raise RelgenError(f"not a regular file ({kind}): relgen reads assembly from regular "
-                          "files and standard input only", shown)
+        raise RelgenError(f"not a regular file ({kind}): relgen reads sources from regular "
+                          "files, so save it to a file first", shown)
 
 
 def _too_large(shown: str, size: int | None = None) -> RelgenError:
