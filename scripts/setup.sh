@@ -82,6 +82,10 @@ if [ "$(cat "$tstamp" 2>/dev/null)" != "$tsum" ]; then
     echo "setup: extracted in ${SECONDS} s"
 fi
 # The parser's public corpus (issue 21): the ia64 assembly of Debian's binutils, glibc and
-# gcc sources, into the ignored cache; the script keeps its own stamp.
-bash scripts/fetch-corpus.sh
+# gcc sources, into the ignored cache; the script keeps its own stamp. CI must have it;
+# elsewhere (no network, say) its tests skip.
+if ! bash scripts/fetch-corpus.sh; then
+    [ "${CI:-}" != true ] || exit 1
+    echo "setup: could not fetch the public corpus; tests/test_corpus.py will skip"
+fi
 echo "setup: ready (venv $VENV, upstream tree $TREE, corpus $CACHE/corpus)"
