@@ -115,8 +115,10 @@ def test_gas_comment_lines_are_comments_and_cpp_lines_are_cpp() -> None:
     ("\top opnd1 x\n", "1:11: error: unexpected 'x' here"),
     # a macro is known from its .macro on: a call before it is an instruction
     ("\tm1 mov, r2 =\n\t.macro m1 a, b\n\t.endm\n", "1:14: error: an operand is missing"),
-    # after .endm the body is over
+    # after .endm the body is over, and after .purgem the macro
     ("\t.macro m a\n\t.endm\n\top a b\n", "3:7: error: unexpected 'b' here"),
+    ("\t.macro m a\n\t.endm\n\tm x,\n\t.purgem m\n\tm x,\n",
+     "5:6: error: an operand is missing after ','"),
 ])
 def test_templates_only_inside_macros(text: str, words: str) -> None:
     with pytest.raises(RelgenError) as caught:

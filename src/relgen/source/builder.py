@@ -421,6 +421,8 @@ class NodeBuilder(Transformer):
                 self._gas_macros.add(symbol_name(str(operands[0])))
         elif name in _TEMPLATE_CLOSERS:
             self._open_templates = max(0, self._open_templates - 1)
+        elif name == ".purgem" and operands:
+            self._gas_macros.discard(symbol_name(str(operands[0])))
         return Directive(_text(children), *position(first), name=name, operands=operands,
                          separators=separators)
 
