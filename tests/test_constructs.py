@@ -4,6 +4,7 @@ can see, on tests/fixtures/syntax_gas_constructs.S (written for relgen) and on s
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -152,3 +153,27 @@ def test_parse_json_shows_the_new_kinds(capsys: pytest.CaptureFixture[str]) -> N
     assert by_line[36] == {"kind": "macro_call", "text": "twice\tmov, r2 =", "line": 36,
                            "column": 2, "name": "twice", "args": ["mov", "r2 ="]}
     assert document["counts"]["assignment"] == 2
+
+
+def test_threads_parse_side_by_side() -> None:
+    """What the builder remembers of a file (its GAS macros, an open macro body) is each
+    thread's own: relgen's checks run in threads."""
+    text = CONSTRUCTS.read_text()
+    expected = [item.kind for _, item in source.parse_module(text).items()]
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def parse_repeatedly() -> None:
+        start.wait()
+        try:
+            for _ in range(25):
+                results.append([item.kind for _, item in source.parse_module(text).items()])
+        except RelgenError as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=parse_repeatedly) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 100

@@ -13,7 +13,7 @@ import gc
 import os
 import re
 import sys
-from functools import cache
+import threading
 from pathlib import Path
 
 import lark
@@ -73,12 +73,22 @@ def _grammar_cache() -> str | bool:
     return str(folder / f"ia64-grammar.lark-{lark.__version__}.py{python}.cache")
 
 
-# The one node builder lark calls back: `begin()` resets it before each parse.
-_BUILDER = NodeBuilder()
+# Each thread's parser and node builder (relgen's checks run in threads). The builder
+# remembers what it has read of the file (the GAS macros it defined), so no two parses may
+# share one at once.
+_PER_THREAD = threading.local()
 
 
-@cache
-def _parser() -> Lark:
+def _parser() -> tuple[Lark, NodeBuilder]:
+    """This thread's parser and the node builder it calls back."""
+    made = getattr(_PER_THREAD, "parser", None)
+    if made is None:
+        builder = NodeBuilder()
+        made = _PER_THREAD.parser = (_new_parser(builder), builder)
+    return made
+
+
+def _new_parser(builder: NodeBuilder) -> Lark:
     return Lark.open(
         str(GRAMMAR),
         parser="lalr",
@@ -88,7 +98,7 @@ def _parser() -> Lark:
         # again; with the grammar's few reductions that halved the corpus parse time
         # (bench/run.py, section a). lark's cache holds the tables, not the transformer,
         # which is given again when the cache is loaded.
-        transformer=_BUILDER,
+        transformer=builder,
         # Positions come from the tokens, which lark always keeps.
         propagate_positions=False,
         maybe_placeholders=False,
@@ -155,12 +165,12 @@ def parse_module(text: str, path: str = "<input>") -> Module:
 
 
 def _parse(text: str, path: str, start: str):  # noqa: ANN202 - what the entry point builds
-    parser = _parser()  # outside the `try`: an error in the grammar is not one in `text`
+    parser, builder = _parser()  # outside the `try`: an error in the grammar is not in `text`
     # The nodes hold no reference cycles: the cyclic garbage collector, which would scan every
     # node made so far again and again, has nothing to find while they are built.
     collecting = gc.isenabled()
     gc.disable()
-    _BUILDER.begin()
+    builder.begin()
     try:
         return parser.parse(text, start=start)
     except UnexpectedInput as error:
