@@ -1,8 +1,9 @@
 """Property tests over the parser: damaged ia64 assembly must round-trip or fail with a position.
 
 The inputs start from real text, the repository's own tests/fixtures/*.S (so something runs
-on any machine) and the 33 assembly files of Linux 6.1 arch/ia64 (when the upstream tree is
-there), and are then damaged: characters dropped, doubled, swapped or replaced, lines cut,
+on any machine), the 33 assembly files of Linux 6.1 arch/ia64 (when the upstream tree is
+there) and the 284 of the public corpus of binutils, glibc and gcc (tests/test_corpus.py, when
+fetched), and are then damaged: characters dropped, doubled, swapped or replaced, lines cut,
 joined, shuffled or duplicated, files truncated; next to that come random bytes (fed through
 decode_source, so non-UTF-8 and NUL are covered) and random unicode text.
 
@@ -36,6 +37,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, identity_pass, upstream_corpus
+from public_corpus import PACKAGES, require_public_corpus
 from relgen.cli import main
 from relgen.errors import RelgenError
 from relgen.source.nodes import Module
@@ -49,7 +51,8 @@ RANDOM = os.environ.get("RELGEN_FUZZ_RANDOM") == "1"
 # to what relgen really reads, so they reach the deepest parser states.
 _BUDGET = {
     "fixture_mutations": 0.15,
-    "corpus_mutations": 0.30,
+    "corpus_mutations": 0.20,
+    "public_corpus_mutations": 0.10,
     "corpus_line_soup": 0.15,
     "truncated_files": 0.10,
     "mutated_bytes": 0.10,
@@ -152,6 +155,13 @@ def fixture_texts() -> tuple[str, ...]:
 @cache
 def corpus_texts(tree: Path) -> tuple[str, ...]:
     return tuple(p.read_bytes().decode("utf-8") for p in upstream_corpus(tree))
+
+
+@cache
+def public_corpus_texts() -> tuple[str, ...]:
+    require_public_corpus()
+    return tuple(path.read_bytes().decode("utf-8") for files in PACKAGES.values()
+                 for path in files())
 
 
 @cache
@@ -268,6 +278,13 @@ def test_damaged_fixtures(text: str) -> None:
 @given(data=st.data())
 def test_damaged_corpus(upstream_tree: Path, data: st.DataObject) -> None:
     check_text(data.draw(damaged(window(corpus_texts(upstream_tree)))))
+
+
+@fuzz_settings("public_corpus_mutations")
+@given(data=st.data())
+def test_damaged_public_corpus(data: st.DataObject) -> None:
+    """GAS's own tests (its error cases among them), glibc's libm and libgcc, damaged."""
+    check_text(data.draw(damaged(window(public_corpus_texts()))))
 
 
 @fuzz_settings("corpus_line_soup")

@@ -20,9 +20,10 @@ from relgen.source import parser
 FIXTURE_FILES = sorted(FIXTURES.glob("*.S"))
 NODE_TYPES = {source.Label, source.Tag, source.Stop, source.Separator, source.BundleOpen,
               source.BundleClose, source.Comment, source.Preprocessor, source.Instruction,
-              source.Directive, source.MacroCall}
-EXPR_TYPES = {ex.Symbol, ex.Number, ex.LocalRef, ex.Here, ex.StringLiteral, ex.AtName,
-              ex.Paren, ex.Memory, ex.Index, ex.Call, ex.Reloc, ex.Unary, ex.Binary}
+              source.Directive, source.MacroCall, source.Assignment}
+EXPR_TYPES = {ex.Symbol, ex.Number, ex.Float, ex.LocalRef, ex.Here, ex.StringLiteral,
+              ex.AtName, ex.VersionedName, ex.PastedName, ex.Empty, ex.Paren, ex.Memory,
+              ex.Index, ex.Call, ex.Reloc, ex.Unary, ex.Binary}
 
 
 def kinds(text: str) -> list[str]:
@@ -46,7 +47,9 @@ def assert_nodes_only(module: source.Module, text: str) -> None:
         assert type(line.ending) is str
         for item in line.items:
             assert type(item) in NODE_TYPES and type(item.raw) is str, item
-            for operand in getattr(item, "operands", ()):
+            operands = (item.value,) if isinstance(item, source.Assignment) else \
+                getattr(item, "operands", ())
+            for operand in operands:
                 for node in operand.walk():
                     assert type(node) in EXPR_TYPES and type(node.text) is str, node
     assert offset == len(text)
@@ -207,9 +210,9 @@ def test_binary_operators_group_by_gas_precedence(text: str, grouped: str) -> No
 
 def test_parse_expression_makes_the_nodes_a_file_would_hold() -> None:
     size = source.parse_expression("KEXEC_MEMORY_STACK_SIZE - 16")
-    assert size == ex.Binary("KEXEC_MEMORY_STACK_SIZE - 16", "-",
-                             ex.Symbol("KEXEC_MEMORY_STACK_SIZE", "KEXEC_MEMORY_STACK_SIZE"),
-                             ex.Number(" 16", 16))
+    assert size == ex.Binary(ex.Symbol("KEXEC_MEMORY_STACK_SIZE", "KEXEC_MEMORY_STACK_SIZE"),
+                             " -", ex.Number(" 16", 16), depth=0)
+    assert size.text == "KEXEC_MEMORY_STACK_SIZE - 16" and size.operator == "-"
     assert ex.linear_form(size) == ex.LinearForm({"KEXEC_MEMORY_STACK_SIZE": 1}, -16)
     assert source.parse_expression(" in4") == ex.Symbol(" in4", "in4")
     assert source.parse_expression('"mutex"') == ex.StringLiteral('"mutex"', "mutex")
@@ -259,7 +262,7 @@ def test_parse_statement_rejects_anything_else(text: str, words: str) -> None:
 
 
 BAD_INPUTS = [
-    ("\tmov r2=\n", 1, 9, "unexpected"),
+    ("\tmov r2=\n", 1, 9, "an operand is missing after '='"),
     ("\tnop 0\n\tadd r3=r2 r4\n", 2, 12, "unexpected 'r4' here"),
     ("label: ) nop\n", 1, 8, "unexpected"),
     ("\t.fill 8192, 1, 0 ]\n", 1, 19, "unexpected"),
@@ -282,14 +285,18 @@ def test_bad_input_position(text: str, line: int, column: int, words: str) -> No
 # Whole messages: what the parser expected comes from the grammar's shape (which rules, where
 # they reduce), so a change of the grammar that changes what users read shows here.
 WHOLE_MESSAGES = [
-    ("\tmov r2=\n", "bad.S:1:9: error: unexpected 'NEWLINE' here; expected an @keyword, '!', "
-     "a macro call, '.', a dotted name, '['"),
+    ("\tmov r2=\n", "bad.S:1:9: error: an operand is missing after '='"),
     ("\tld8 r2=[r3\n", "bad.S:1:12: error: unexpected 'NEWLINE' here; expected ']'"),
     ("\tmov r2=r3 $\n", "bad.S:1:12: error: unexpected '$' here (two statements on one line "
-     "need a ';' or ';;' between them); expected 'amp', 'caret', 'cmp', ',', a comment, white "
-     "space at the end of the file"),
+     "need a ';' or ';;' between them)"),
     ("\tmov r8=r0+", "bad.S:1:12: error: unexpected end of file; expected an @keyword, '!', a "
-     "macro call, '.', a dotted name, '['"),
+     "macro call, '.', a dotted name, a floating-point number"),
+    # a comma with nothing after it, and two operands side by side: what only directives
+    # and GAS macros may have
+    ("\tadd r2=r3,\n", "bad.S:1:12: error: an operand is missing after ','"),
+    ("\tadd r2=r3,,r4\n", "bad.S:1:12: error: an operand is missing after ','"),
+    ("\tadd r2=r3\\\n r4\n", "bad.S:2:2: error: unexpected 'r4' here (two statements on one "
+     "line need a ';' or ';;' between them)"),
 ]
 
 
@@ -334,7 +341,7 @@ def test_cli_check_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     tree = json.loads(capsys.readouterr().out)
     first = tree["statements"][1]
     assert first == {"kind": "macro_call", "text": "GLOBAL_ENTRY(crlf_entry)", "line": 2,
-                     "column": 1}
+                     "column": 1, "name": "GLOBAL_ENTRY", "args": ["crlf_entry"]}
 
 
 def test_gas_integers_octal_hex_decimal() -> None:

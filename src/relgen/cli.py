@@ -33,7 +33,8 @@ EXIT_CODES = """exit status:
 
 def _cmd_parse(args: argparse.Namespace) -> int:
     from relgen.source.nodes import to_json
-    from relgen.source.parser import decode_source, parse_module, read_source, unparse
+    from relgen.source.parser import parse_module, unparse
+    from relgen.source.reading import read_source, read_stream
 
     status = EXIT_OK
     documents = []
@@ -41,10 +42,10 @@ def _cmd_parse(args: argparse.Namespace) -> int:
         try:
             if str(path) == "-":
                 shown = "<stdin>"
-                text = decode_source(sys.stdin.buffer.read(), shown)
+                text = read_stream(sys.stdin.buffer, shown)  # bounded, like a file
             else:
                 shown = str(path)
-                text = read_source(path)  # once: PATH may be a pipe
+                text = read_source(path)  # a regular file only: never a FIFO or a device
             module = parse_module(text, shown)
         except RelgenError as error:
             print(error.render(), file=sys.stderr)

@@ -5,7 +5,9 @@ The public API, after LibCST: `parse_module`, `parse_statement`, `parse_expressi
 `unparse`, and the node types of `relgen.source.nodes`.
 """
 
+from relgen.source.expressions import MAX_NESTING
 from relgen.source.nodes import (
+    Assignment,
     BundleClose,
     BundleOpen,
     Comment,
@@ -23,18 +25,12 @@ from relgen.source.nodes import (
     owner_of_comment_line,
     to_json,
 )
-from relgen.source.parser import (
-    decode_source,
-    parse_expression,
-    parse_module,
-    parse_statement,
-    read_source,
-    unparse,
-)
+from relgen.source.parser import parse_expression, parse_module, parse_statement, unparse
+from relgen.source.reading import MAX_SOURCE_BYTES, decode_source, read_source, read_stream
 
 __all__ = [
-    "BundleClose", "BundleOpen", "Comment", "Directive", "Instruction", "Item", "Label", "Line",
-    "MacroCall", "Module", "Preprocessor", "Separator", "Stop", "Tag", "decode_source",
-    "owner_of_comment_line", "parse_expression", "parse_module", "parse_statement",
-    "read_source", "to_json", "unparse",
+    "MAX_NESTING", "MAX_SOURCE_BYTES", "Assignment", "BundleClose", "BundleOpen", "Comment",
+    "Directive", "Instruction", "Item", "Label", "Line", "MacroCall", "Module", "Preprocessor",
+    "Separator", "Stop", "Tag", "decode_source", "owner_of_comment_line", "parse_expression",
+    "parse_module", "parse_statement", "read_source", "read_stream", "to_json", "unparse",
 ]

@@ -9,7 +9,8 @@ from pathlib import Path
 from relgen.errors import RelgenError
 from relgen.names import RELOCATE_KERNEL_PATH
 from relgen.source.nodes import Module
-from relgen.source.parser import parse_module, read_source
+from relgen.source.parser import parse_module
+from relgen.source.reading import read_source
 from relgen.toolchain.tree import KernelTree
 
 

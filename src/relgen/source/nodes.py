@@ -1,10 +1,11 @@
-"""The nodes of relgen's lossless syntax tree of an ia64 `.S` file, apart from the parser.
+"""The nodes of relgen's lossless syntax tree of an ia64 `.S` or `.s` file, apart from the
+parser.
 
 The tree is a `Module` of physical `Line`s; a line holds `Item`s (labels, instructions,
-directives, comments, ...) and its ending. Every item keeps `raw`, its exact bytes including
-the white space before it, so printing the items back gives the file back, and an edit that
-replaces one item leaves every other byte as it was. Operands are expressions
-(`relgen.source.expressions`).
+directives, symbol assignments, macro calls, comments, ...) and its ending. Every item keeps
+`raw`, its exact bytes including the white space before it, so printing the items back gives
+the file back, and an edit that replaces one item leaves every other byte as it was. Operands
+are expressions (`relgen.source.expressions`).
 
 Comment ownership (what a comment moves with when code is moved):
 - a comment on a line that also holds a statement *trails* that line and belongs to it;
@@ -15,17 +16,13 @@ Comment ownership (what a comment moves with when code is moved):
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from relgen.source import expressions as ex
-
-# Horizontal white space; with `\` continuations it makes the space before a token.
-BLANK = " \t\f\v"
-LEADING_SPACE = re.compile(r"(?:[ \t\f\v]|\\\r?\n)*")
+from relgen.source.spacing import strip_space
 
 # Pseudo-ops that lay down data rather than instructions.
 DATA_MNEMONICS = frozenset(
@@ -40,15 +37,7 @@ DATA_DIRECTIVES = frozenset(
 AREA_DIRECTIVES = frozenset({".fill", ".skip", ".space", ".zero"})
 
 
-def strip_space(raw: str) -> str:
-    """`raw` without the white space (and `\\` continuations) in front of it."""
-    text = raw.lstrip(BLANK)
-    if text[:1] != "\\":
-        return text
-    return raw[LEADING_SPACE.match(raw).end():]  # type: ignore[union-attr]
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One thing on a line. `line`/`column` (1-based) are where its text starts."""
 
@@ -62,9 +51,13 @@ class Item:
         return strip_space(self.raw)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label(Item):
+    """`name:`, `1:`, or `name::`, which also makes the symbol global (`is_global`). `name`
+    has no GAS `#` suffix (`foo#:` defines `foo`)."""
+
     name: str = ""
+    is_global: bool = False
     kind: ClassVar[str] = "label"
 
     @property
@@ -72,7 +65,7 @@ class Label(Item):
         return self.name.isdigit()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tag(Item):
     """`[1:]`: an ia64 instruction tag."""
 
@@ -80,36 +73,36 @@ class Tag(Item):
     kind: ClassVar[str] = "tag"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stop(Item):
     """`;;`: the end of an instruction group."""
 
     kind: ClassVar[str] = "stop"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Separator(Item):
     """`;`: separates two statements on one line without ending the group."""
 
     kind: ClassVar[str] = "separator"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BundleOpen(Item):
     kind: ClassVar[str] = "bundle_open"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BundleClose(Item):
     kind: ClassVar[str] = "bundle_close"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Comment(Item):
     kind: ClassVar[str] = "comment"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Preprocessor(Item):
     """A C preprocessor line, continuations included. `directive` is `define`, `include`..."""
 
@@ -117,7 +110,7 @@ class Preprocessor(Item):
     kind: ClassVar[str] = "preprocessor"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instruction(Item):
     """`(p6) mnemonic dst,...=src,...`. Data pseudo-ops such as `data8` are of kind "data".
 
@@ -151,12 +144,19 @@ class Instruction(Item):
         return replace(self, raw=raw, operands=tuple(operands), head=head_text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Directive(Item):
-    """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data"."""
+    """`.name operands`; area and data directives (`.fill`, `.skip`) are of kind "data".
+
+    Each directive reads its operands its own way, so they need not be separated by commas:
+    `.pred.rel "mutex" p6, p7`, `.file 1 "x.c"`, `.macro begin n, attr`. `separators` holds
+    the raw token between each two operands: `,`, `=`, or "" where they stand side by side.
+    An operand left out (`.xreal8 "a",`) is an `Empty` expression.
+    """
 
     name: str = ""
     operands: tuple[ex.Expr, ...] = ()
+    separators: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -167,9 +167,13 @@ class Directive(Item):
         return self.name in AREA_DIRECTIVES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MacroCall(Item):
-    """`GLOBAL_ENTRY(x)`, `END(x)`, `GET_THIS_PADDR(r2, sym)`: a kernel macro as a statement.
+    """A macro as a statement, whatever it expands to:
+    - a C preprocessor macro, `GLOBAL_ENTRY(x)`, `END(x)`, `weak_alias (memcmp, bcmp)` (with
+      or without blanks before the `(`);
+    - a GAS macro that the file defined earlier (`.macro begin n, attr`), called as
+      `begin mov, "ax"`; its arguments may be empty (`m1 mov, r2 =`).
 
     Arguments are kept as text split at top-level commas, since they may hold whole
     instructions (`EX(.fail, st8 [r31]=r9)`).
@@ -180,10 +184,29 @@ class MacroCall(Item):
     kind: ClassVar[str] = "macro_call"
 
 
-STATEMENT_TYPES = (Instruction, Directive, MacroCall)
+@dataclass(frozen=True, slots=True)
+class Assignment(Item):
+    """`name = expr` (as `.set`) or `name == expr` (as `.eqv`): `rTblAddr = r3`, `two == 2*one`.
+
+    `name` is the symbol (without a GAS `#` suffix), `value` its expression. `head` is the raw
+    text of the name and the operator, kept to print the line back after `with_value`.
+    """
+
+    name: str = ""
+    operator: str = "="
+    value: ex.Expr = field(default_factory=ex.Empty)
+    head: str = ""
+    kind: ClassVar[str] = "assignment"
+
+    def with_value(self, value: ex.Expr) -> Assignment:
+        """A copy with a new value, its raw text rebuilt from the parts."""
+        return replace(self, raw=self.head + value.text, value=value)
 
 
-@dataclass(frozen=True)
+STATEMENT_TYPES = (Instruction, Directive, MacroCall, Assignment)
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """A physical line: its items and its ending (white space and newline, or "" at EOF).
 
@@ -219,7 +242,7 @@ class Line:
         return (i for i in self.items if isinstance(i, Label))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Module:
     """A whole file: its lines in order. `path` is used in messages only."""
 
@@ -269,14 +292,50 @@ def source_line(text: str, line: int) -> str | None:
 
 
 def to_json(module: Module) -> dict[str, object]:
-    """Every item with its kind, text, line and column, line by line."""
+    """Every item with its kind, text, line and column, line by line, and what it holds: a
+    statement's name and operands (each with its kind), a label's name."""
     statements: list[dict[str, object]] = []
     for line in module.lines:
         if line.is_blank:
             statements.append({"kind": "blank", "text": "", "line": line.number, "column": 1})
         for item in line.items:
-            statements.append(
-                {"kind": item.kind, "text": item.text, "line": item.line, "column": item.column}
-            )
+            statements.append({"kind": item.kind, "text": item.text, "line": item.line,
+                               "column": item.column, **_item_details(item)})
     return {"path": module.path, "statements": statements,
             "counts": dict(sorted(module.kind_counts().items()))}
+
+
+def _item_details(item: Item) -> dict[str, object]:
+    if isinstance(item, Instruction):
+        details: dict[str, object] = {"mnemonic": item.mnemonic}
+        if item.predicate:
+            details["predicate"] = item.predicate
+        return details | {"operands": [_operand_json(op) for op in item.operands]}
+    if isinstance(item, Directive):
+        return {"name": item.name, "operands": [_operand_json(op) for op in item.operands]}
+    if isinstance(item, MacroCall):
+        return {"name": item.name, "args": list(item.args)}
+    if isinstance(item, Assignment):
+        return {"name": item.name, "operator": item.operator, "value": _operand_json(item.value)}
+    if isinstance(item, Label):
+        return {"name": item.name, "global": True} if item.is_global else {"name": item.name}
+    if isinstance(item, Preprocessor):
+        return {"directive": item.directive}
+    return {}
+
+
+# What each kind of operand says besides its kind and text.
+_OPERAND_FIELDS = {ex.Symbol: ("name",), ex.Number: ("value",), ex.Float: ("literal",),
+                   ex.VersionedName: ("name", "binding", "version"),
+                   ex.PastedName: ("parameters",), ex.Call: ("name",), ex.Reloc: ("operator",),
+                   ex.AtName: ("name",)}
+
+
+def _operand_json(operand: ex.Expr) -> dict[str, object]:
+    """An operand's kind, text and fields; not its subexpressions, which can nest deeper
+    than a JSON writer recurses."""
+    shown: dict[str, object] = {"kind": operand.kind, "text": str(operand)}
+    for name in _OPERAND_FIELDS.get(type(operand), ()):
+        value = getattr(operand, name)
+        shown[name] = list(value) if isinstance(value, tuple) else value
+    return shown

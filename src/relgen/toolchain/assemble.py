@@ -305,9 +305,11 @@ def _source_line(path: Path | None, line: int) -> str | None:
 
 
 def _diagnostic_error(
-    tool: str, output: str, pattern: re.Pattern[str], places: _ReportedFiles
+    tool: str, output: str, pattern: re.Pattern[str], places: _ReportedFiles, shown: int = 3
 ) -> RelgenError:
-    """A RelgenError at the first error the tool reported, carrying all of its output."""
+    """A RelgenError at the first error the tool reported, then at most `shown` more of the
+    tool's lines and how many it said besides: a few lines, however much it said (an input
+    with an error on every line made 152,884 lines of them)."""
     lines = [line for line in output.splitlines() if line.strip()]
     # as opens with "FILE: Assembler messages:" and cpp closes with "compilation terminated.":
     # neither says anything the positioned lines do not.
@@ -325,18 +327,23 @@ def _diagnostic_error(
     if first is None:
         first = next((m for m in map(pattern.match, lines) if m), None)
     if first is None:
-        message = f"{tool} failed" + (":\n" + "\n".join(lines) if lines else " without a message")
+        said = lines[:shown + 1] + ([f"and {len(lines) - shown - 1} more"]
+                                    if len(lines) > shown + 1 else [])
+        message = f"{tool} failed" + (":\n" + "\n".join(said) if lines else " without a message")
         return ToolError(message)
-    shown, real = places.resolve(first.group("file"))
+    shown_file, real = places.resolve(first.group("file"))
     line_number = int(first.group("line"))
     column = first.groupdict().get("col")
     message = f"{first.group('msg')} ({tool})"
-    others = [_relocated(line, pattern, places) for line in lines if line != first.group(0)]
+    others = [line for line in lines if line != first.group(0)]
     if others:
-        message += f"\n{tool} also said:\n" + "\n".join(others)
+        message += f"\n{tool} also said:\n" + "\n".join(
+            _relocated(line, pattern, places) for line in others[:shown])
+        if len(others) > shown:
+            message += f"\nand {len(others) - shown} more"
     return RelgenError(
         message,
-        path=shown,
+        path=shown_file,
         line=line_number,
         column=int(column) if column else None,
         source_line=_source_line(real, line_number),
