@@ -19,6 +19,8 @@ from conftest import FIXTURES, KERNEL_CHECK_CACHE, require_tool
 from relgen.checks import kernel
 from relgen.toolchain.tree import KernelTree
 
+pytestmark = [pytest.mark.toolchain, pytest.mark.coccinelle]
+
 TREES = FIXTURES / "trees"
 MACHINE_KEXEC_C = "arch/ia64/kernel/machine_kexec.c"
 UNITS = ("arch/ia64/kernel/machine_kexec.o", "arch/ia64/kernel/relocate_kernel.o")
