@@ -49,7 +49,8 @@ def full_tree(upstream_tree: Path, toolchain: None) -> KernelTree:
 @pytest.fixture(scope="session")
 def check_cache(full_tree: KernelTree) -> Path:
     """The prepared pristine tree, shared by every test of the session (and later runs)."""
-    kernel.recorded_commands(full_tree, KERNEL_CHECK_CACHE)
+    with kernel.prepared_tree(full_tree, KERNEL_CHECK_CACHE) as prepared:
+        assert prepared.recording.units
     return KERNEL_CHECK_CACHE
 
 

@@ -262,14 +262,16 @@ def _check(tree: KernelTree, prepared: Prepared, changed: dict[str, bytes],
     return KernelCheckRun(tuple(checks), prepared.route, chosen, scripts)
 
 
-def recorded_commands(tree: KernelTree, cache: Path | None = None) -> replay.Recording:
-    """The recorded commands of `tree`'s units (prepared first where they are not yet):
-    what `make bench` runs directly to measure the floor of the kernel checks."""
+@contextlib.contextmanager
+def prepared_tree(tree: KernelTree, cache: Path | None = None) -> Iterator[Prepared]:
+    """The prepared pristine tree of `tree` (prepared first where it is not yet), held: no
+    kernel check runs on it meanwhile. What the tests share, and what `make bench` runs the
+    recorded commands on to measure the floor of the kernel checks."""
     route = route_of(tree)
     root = cache or cache_root()
     key = tree_key(tree, route)
     with _locked(root / f"{key}.lock"):
-        return prepare(tree, root / key, route).recording
+        yield prepare(tree, root / key, route)
 
 
 # ------------------------------------------------------------------------ the results
