@@ -122,6 +122,16 @@ def test_correct_change_passes_verify_with_kernel_checks(
         assert any(unit in line.split() for line in gcc.evidence)
 
 
+def test_the_run_says_what_the_commit_message_states(full_tree: KernelTree, check_cache: Path,
+                                                    regenerated: dict[str, bytes]) -> None:
+    run = kernel.kernel_checks(full_tree, kc.correct_change(full_tree.root, regenerated),
+                               cache=check_cache)
+    assert run.not_run is None and run.route is not None
+    assert run.route.startswith("Kbuild of Linux 6.1")
+    assert len(run.units) == 32 and "arch/ia64/kernel/relocate_kernel.o" in run.units
+    assert run.cocci_scripts == len(kernel.cocci_scripts()) == 4
+
+
 # (name, kexec.h edit, machine_kexec.c edit, failing check, text in its evidence)
 BROKEN: list[tuple[str, Callable[[str], str] | None, Callable[[str], str] | None, str, str]] = [
     ("4-argument call", None, lambda t: kc.change_machine_kexec_c(t, arguments=None),

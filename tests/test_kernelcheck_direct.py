@@ -17,6 +17,7 @@ import pytest
 
 from conftest import FIXTURES, KERNEL_CHECK_CACHE, require_tool
 from relgen.checks import kernel
+from relgen.progress import Progress
 from relgen.toolchain.tree import KernelTree
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.coccinelle]
@@ -77,6 +78,29 @@ def test_a_clean_change_passes_and_says_which_route_and_units(era: str) -> None:
         assert check.passed, check.evidence
         assert check.evidence[0].startswith(f"  route: direct, with the flags Kbuild of {version}")
         assert " ".join(UNITS) in " ".join(check.evidence)
+
+
+class Phases(Progress):
+    """Every phase a run says it is in."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def phase(self, text: str) -> None:
+        self.said.append(text)
+
+
+def test_the_progress_counts_the_units(tmp_path: Path) -> None:
+    tree = KernelTree(TREES / "linux-2.6.24")
+    phases = Phases()
+    kernel.kernel_checks(tree, _machine_kexec_c(tree.root, BROKEN), cache=tmp_path / "cache",
+                         progress=phases)
+    assert "kernel checks: the pristine tree: sparse and gcc 2/2 units" in phases.said
+    prefix = "kernel checks: sparse and gcc "
+    counts = [text.removeprefix(prefix) for text in phases.said if text.startswith(prefix)]
+    done = [int(count.split("/")[0]) for count in counts]
+    assert all(count.endswith("/2 units") for count in counts)
+    assert done[0] == 0 and done[-1] == 2 and done == sorted(done)
 
 
 def test_the_xen_tree_is_checked_with_the_hypervisors_switch_on_too() -> None:
