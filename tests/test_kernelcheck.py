@@ -193,18 +193,26 @@ def _stat_of_every_file(tree: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def test_the_users_tree_is_not_written(full_tree: KernelTree, check_cache: Path,
-                                       regenerated: dict[str, bytes]) -> None:
-    """The copy in the cache shares every file's inode with the tree: a write through it
-    would change the tree's file. The files the change touches are compared by content,
-    and every file of the tree by inode, size and time."""
+                                       regenerated: dict[str, bytes], tmp_path: Path) -> None:
+    """Neither rewrite nor verify writes the tree. The copy in the cache shares every file's
+    inode with it, so a write through the copy would change the tree's file: the folders of
+    the files a change touches are compared by content, and every file of the tree by inode,
+    size and time, before and after a rewrite, a verify, and a check of a change no earlier
+    run made (which writes into the copy)."""
+    from relgen.cli import main
+
     change = kc.correct_change(full_tree.root, regenerated)
-    touched = [full_tree.root / name for name in change] + [
-        path for name in change for path in (full_tree.root / name).parent.iterdir()]
+    touched = [path for name in change for path in (full_tree.root / name).parent.iterdir()]
     contents = {path: path.read_bytes() for path in touched if path.is_file()}
     stats = _stat_of_every_file(full_tree.root)
-    change[kc.MACHINE_KEXEC_C] += b"/* a change not checked before */\n"
+    out = tmp_path / "out"
+    assert main(["rewrite", "--kernel-tree", str(full_tree.root), "-o", str(out), "-q"]) == 0
+    assert main(["verify", str(out), "--kernel-tree", str(full_tree.root),
+                 "--require-kernel-checks", "-q"]) == 0
+    change[kc.MACHINE_KEXEC_C] += f"/* not checked before: {tmp_path.name} */\n".encode()
     run = kernel.kernel_checks(full_tree, change, cache=check_cache, units=MACHINE_KEXEC_UNIT)
     assert run.units == MACHINE_KEXEC_UNIT and run.not_run is None
+    assert not any("checked earlier" in line for c in run.checks for line in c.evidence)
     assert {path: path.read_bytes() for path in touched if path.is_file()} == contents
     assert _stat_of_every_file(full_tree.root) == stats
 
