@@ -90,10 +90,6 @@ def floor(recording: replay.Recording) -> float:
     return time.perf_counter() - start
 
 
-def best(repeat: int, run: Callable[[int], float]) -> float:
-    return min(run(number) for number in range(repeat))
-
-
 def timed(job: Callable[[], object]) -> float:
     start = time.perf_counter()
     job()
@@ -135,10 +131,11 @@ def report_kernel_checks(tree: KernelTree, repeat: int) -> None:
             return timed(lambda: _run([str(RELGEN), "verify", str(folder), "--kernel-tree",
                                        str(tree.root), "-q", *options]))
 
-        floor_s = best(repeat, floor_run)
-        relgen_s = best(repeat, relgen_run)
-        verify_s = best(repeat, lambda n: verify_run(n, "--require-kernel-checks"))
-        without_s = best(repeat, lambda n: verify_run(n, "--no-kernel-checks"))
+        # one of each per round, so that the other jobs of a shared machine weigh on all alike
+        rounds = [(floor_run(n), relgen_run(n), verify_run(n, "--require-kernel-checks"),
+                   verify_run(n, "--no-kernel-checks")) for n in range(repeat)]
+        floor_s, relgen_s, verify_s, without_s = (min(column) for column in zip(*rounds,
+                                                                                 strict=True))
     commands = sum(len(unit.jobs()) for unit in recording.units)
     print(f"(h) kernel checks, warm, on a change not seen before each run ({first.route})")
     print(f"    {len(recording.units)} units, {commands} sparse and gcc commands, "

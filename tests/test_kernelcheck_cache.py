@@ -158,6 +158,35 @@ def test_a_copy_that_cannot_be_made_is_one_line_not_run(tmp_path: Path) -> None:
     assert [check[0] for check in checks] == ["not run"] and len(checks[0]) == 2
 
 
+def test_an_unwritable_home_is_one_line_and_verify_runs_the_rest(tmp_path: Path) -> None:
+    from relgen.cli import main
+
+    out = tmp_path / "out"
+    assert main(["rewrite", "--kernel-tree", str(TREE), "-o", str(out), "-q",
+                 "--no-kernel-checks"]) == 0
+    home = tmp_path / "home"
+    home.mkdir(mode=0o500)
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    probe.chmod(0)
+    prefix = without_dac_override(probe)
+    if prefix is None and os.geteuid() == 0:
+        pytest.skip("root writes anywhere here, and setpriv cannot stop it")
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("XDG_CACHE_HOME", "RELGEN_KERNEL_CHECK_CACHE")}
+    result = subprocess.run(
+        [*(prefix or []), sys.executable, "-c", "import sys\nfrom relgen.cli import main\n"
+         "sys.exit(main(sys.argv[1:]))", "verify", str(out), "--kernel-tree", str(TREE)],
+        env={**environment, "HOME": str(home)}, capture_output=True, text=True, check=False)
+    lines = result.stdout.splitlines()
+    (index,) = [n for n, line in enumerate(lines) if line.startswith("NOT RUN  kernel checks")]
+    assert lines[index + 1].startswith("  not run: the kernel checks' cache cannot be used: "
+                                       "Permission denied")
+    assert not lines[index + 2].startswith("  ")  # one line
+    assert result.returncode == 0 and "FAIL" not in result.stdout
+    assert sum(line.startswith("PASS  ") for line in lines) > 10
+
+
 def test_spatch_runs_without_a_home(tmp_path: Path) -> None:
     require_tool("spatch")
     program = ("import sys\nfrom pathlib import Path\n"
