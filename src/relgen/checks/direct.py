@@ -115,16 +115,17 @@ def enabled_objects(makefile: str, config: Mapping[str, str]) -> set[str]:
 
 
 def enabled_units(root: Path, config: Mapping[str, str]) -> list[str]:
-    """Every unit (`dir/name.o`) whose source the tree has and its folder's Makefile builds."""
-    units = []
+    """Every unit (`dir/name.o`) whose source the tree has and its folder's Makefile (or
+    Kbuild file) builds."""
+    units: dict[str, None] = {}  # in order, once each
     for makefile in sorted([*root.rglob("Makefile"), *root.rglob("Kbuild")]):
         folder = makefile.parent.relative_to(root).as_posix()
         text = makefile.read_text(encoding="utf-8", errors="replace")
         for unit in sorted(enabled_objects(text, config)):
             stem = makefile.parent / unit[:-2]
             if stem.with_suffix(".c").is_file() or stem.with_suffix(".S").is_file():
-                units.append(f"{folder}/{unit}" if folder != "." else unit)
-    return units
+                units[f"{folder}/{unit}" if folder != "." else unit] = None
+    return list(units)
 
 
 def cflags(release: tuple[int, int, int], config: Mapping[str, str]) -> list[str]:
@@ -182,7 +183,7 @@ def record(tree: KernelTree, source: Path, work: Path, progress: Progress = QUIE
         raise ToolError(f"no unit that includes <asm/kexec.h> is enabled by "
                         f"{found.relative_to(tree.root)} in the Makefiles of the tree")
     isystem = tools.run(["gcc", "-print-file-name=include"]).stdout.strip()
-    commands = []
+    commands: list[UnitCommands] = []
     for index, (label, options) in enumerate(configurations(era, config)):
         layout = work / f"configuration-{index}"
         write_standins(layout / "standins", era, _page_size(options))
@@ -190,25 +191,32 @@ def record(tree: KernelTree, source: Path, work: Path, progress: Progress = QUIE
             autoconf(options), encoding="utf-8")
         include = ["-nostdinc", "-isystem", isystem, "-D__KERNEL__",
                    *kbuild_include_flags(copy, layout), *KBUILD_IA64_DEFINES]
-        for unit in units:
-            objects = layout / "objects" / unit
-            objects.parent.mkdir(parents=True, exist_ok=True)
-            depfile = objects.with_name(f".{objects.name}.d")
-            if unit.endswith(".o") and (source / unit).with_suffix(".S").is_file():
-                compiler = [sys.executable, *CHECKCC, f"-Wp,-MD,{depfile}", *include,
-                            "-D__ASSEMBLY__", *IA64_KERNEL_FLAGS, "-c", "-o", str(objects),
-                            str(Path(unit).with_suffix(".S"))]
-                commands.append(UnitCommands(unit + label, tuple(compiler), None))
-                continue
-            flags = [*include, *cflags(era.release, options), *IA64_KERNEL_FLAGS,
-                     *_basename_flags(unit)]
-            c_file = str(Path(unit).with_suffix(".c"))
-            compiler = [sys.executable, *CHECKCC, f"-Wp,-MD,{depfile}", *flags, "-c", "-o",
-                        str(objects), c_file]
-            commands.append(UnitCommands(unit + label, tuple(compiler),
-                                         ("sparse", *CHECKFLAGS, *flags, c_file)))
+        c_flags = [*include, *cflags(era.release, options), *IA64_KERNEL_FLAGS]
+        commands += [_unit_commands(unit, label, source, layout, include, c_flags)
+                     for unit in units]
     return Recording(source, tuple(commands)), \
         f"direct, with the flags Kbuild of {era.version} would give ({why_direct(tree)})"
+
+
+def _unit_commands(unit: str, label: str, source: Path, layout: Path, include: list[str],
+                   c_flags: list[str]) -> UnitCommands:
+    """Kbuild's commands for one unit: `$(CC) $(a_flags)` for assembly; `$(CC) $(c_flags)`
+    and `$(CHECK) $(CHECKFLAGS) $(c_flags)` for C. They run in the copy of the tree; what
+    they write goes to the scratch folder `layout`."""
+    objects = layout / "objects" / unit
+    objects.parent.mkdir(parents=True, exist_ok=True)
+    depfile = f"-Wp,-MD,{objects.with_name(f'.{objects.name}.d')}"
+    assembly = Path(unit).with_suffix(".S")
+    if (source / assembly).is_file():
+        return UnitCommands(unit + label, (
+            sys.executable, *CHECKCC, depfile, *include, "-D__ASSEMBLY__", *IA64_KERNEL_FLAGS,
+            "-c", "-o", str(objects), str(assembly)), None)
+    flags = [*c_flags, *_basename_flags(unit)]
+    c_file = str(Path(unit).with_suffix(".c"))
+    return UnitCommands(unit + label,
+                        (sys.executable, *CHECKCC, depfile, *flags, "-c", "-o", str(objects),
+                         c_file),
+                        ("sparse", *CHECKFLAGS, *flags, c_file))
 
 
 def why_direct(tree: KernelTree) -> str:

@@ -51,8 +51,10 @@ KERNEL_CHECKS = "kernel checks (sparse and gcc, Coccinelle)"
 KBUILD, DIRECT = "Kbuild", "direct"
 # Bump when what the cache holds changes shape, so an old cache is not read as a new one.
 CACHE_VERSION = "3"
-# The code that decides what a pristine tree reports: a change to it prepares trees again.
-_DECIDING = ("checkcc.py", "kbuild.py", "direct.py", "replay.py", "kexec_units.py")
+# The code that decides what a pristine tree reports by each route: a change to it prepares
+# the trees of that route again.
+_DECIDING = {KBUILD: ("checkcc.py", "kbuild.py", "replay.py", "kexec_units.py"),
+             DIRECT: ("checkcc.py", "direct.py", "replay.py", "kexec_units.py")}
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def tree_key(tree: KernelTree, route: str) -> str:
             digest.update(f"\0{name} {stat.st_size} {stat.st_mtime_ns}".encode())
     digest.update(sys.executable.encode())
     here = Path(__file__).parent
-    for name in _DECIDING:
+    for name in _DECIDING[route]:
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
