@@ -22,6 +22,7 @@ import kexec_change as kc
 from conftest import KERNEL_CHECK_CACHE, missing, require_tool
 from relgen import pipeline
 from relgen.checks import kbuild, kernel
+from relgen.checks.cocci import cocci_scripts
 from relgen.checks.inputs import Inputs, load_inputs
 from relgen.checks.report import Check
 from relgen.checks.runner import Plan, verify
@@ -129,7 +130,7 @@ def test_the_run_says_what_the_commit_message_states(full_tree: KernelTree, chec
     assert run.not_run is None and run.route is not None
     assert run.route.startswith("Kbuild of Linux 6.1")
     assert len(run.units) == 32 and "arch/ia64/kernel/relocate_kernel.o" in run.units
-    assert run.cocci_scripts == len(kernel.cocci_scripts()) == 4
+    assert run.cocci_scripts == len(cocci_scripts()) == 4
 
 
 # (name, kexec.h edit, machine_kexec.c edit, failing check, text in its evidence)

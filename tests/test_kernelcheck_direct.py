@@ -17,6 +17,8 @@ import pytest
 
 from conftest import FIXTURES, KERNEL_CHECK_CACHE, require_tool
 from relgen.checks import kernel
+from relgen.checks.cocci import cocci_scripts
+from relgen.checks.report import Check
 from relgen.progress import Progress
 from relgen.toolchain.tree import KernelTree
 
@@ -46,7 +48,7 @@ def _machine_kexec_c(tree: Path, inserted: str) -> dict[str, bytes]:
     return {MACHINE_KEXEC_C: text.replace(CLEANUP, CLEANUP + inserted).encode()}
 
 
-def _named(run: kernel.KernelCheckRun, prefix: str) -> kernel.Check:
+def _named(run: kernel.KernelCheckRun, prefix: str) -> Check:
     (found,) = [c for c in run.checks if c.name.startswith(prefix)]
     return found
 
@@ -70,7 +72,7 @@ def test_a_clean_change_passes_and_says_which_route_and_units(era: str) -> None:
     run = kernel.kernel_checks(tree, _machine_kexec_c(tree.root, "\t/* nothing */\n"),
                                cache=KERNEL_CHECK_CACHE)
     version = tree.era.version
-    assert run.not_run is None and run.cocci_scripts == len(kernel.cocci_scripts())
+    assert run.not_run is None and run.cocci_scripts == len(cocci_scripts())
     assert run.route == (f"direct, with the flags Kbuild of {version} would give (the tree "
                          "has no Kbuild to run)")
     assert run.units[:2] == UNITS
