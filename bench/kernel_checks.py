@@ -14,6 +14,7 @@ cache of earlier changes.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,19 +82,25 @@ def output_folder(out: Path, change: dict[str, bytes], tree: KernelTree, work: P
     return result
 
 
-def floor(recording: replay.Recording) -> float:
+def floor(recording: replay.Recording) -> None:
     """Every recorded command, run directly in a pool as wide as the cores."""
     jobs = [argv for unit in recording.units for _, _, argv in unit.jobs()]
-    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=cores()) as pool:
         list(pool.map(lambda argv: _run(list(argv), recording.cwd), jobs))
-    return time.perf_counter() - start
 
 
-def timed(job: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def _cpu() -> float:
+    """The processor time of this process and of its children so far, user and system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(job: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, processor seconds) of `job`, its programs included."""
+    start, cpu = time.perf_counter(), _cpu()
     job()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu() - cpu
 
 
 def report_kernel_checks(tree: KernelTree, repeat: int) -> None:
@@ -116,17 +123,17 @@ def report_kernel_checks(tree: KernelTree, repeat: int) -> None:
             print("(h) relgen's own change does not pass its kernel checks: the times below "
                   "are not meaningful")
 
-        def floor_run(number: int) -> float:
+        def floor_run(number: int) -> tuple[float, float]:
             # the same change in the same copy, held as a kernel check holds it
             with kernel.prepared_tree(tree, cache) as held, treecopy.changed_files(
                     tree.root, held.copy, unseen(change, tree, number)):
-                return floor(recording)
+                return timed(lambda: floor(recording))
 
-        def relgen_run(number: int) -> float:
+        def relgen_run(number: int) -> tuple[float, float]:
             return timed(lambda: kernel.kernel_checks(tree, unseen(change, tree, number),
                                                       cache=cache))
 
-        def verify_run(number: int, *options: str) -> float:
+        def verify_run(number: int, *options: str) -> tuple[float, float]:
             folder = output_folder(out, unseen(change, tree, number), tree, work)
             return timed(lambda: _run([str(RELGEN), "verify", str(folder), "--kernel-tree",
                                        str(tree.root), "-q", *options]))
@@ -134,17 +141,20 @@ def report_kernel_checks(tree: KernelTree, repeat: int) -> None:
         # one of each per round, so that the other jobs of a shared machine weigh on all alike
         rounds = [(floor_run(n), relgen_run(n), verify_run(n, "--require-kernel-checks"),
                    verify_run(n, "--no-kernel-checks")) for n in range(repeat)]
-        floor_s, relgen_s, verify_s, without_s = (min(column) for column in zip(*rounds,
-                                                                                 strict=True))
+        # each row's best wall time, and the least processor time of its runs
+        floor_s, relgen_s, verify_s, without_s = (
+            (min(wall for wall, _ in column), min(cpu for _, cpu in column))
+            for column in zip(*rounds, strict=True))
     commands = sum(len(unit.jobs()) for unit in recording.units)
     print(f"(h) kernel checks, warm, on a change not seen before each run ({first.route})")
     print(f"    {len(recording.units)} units, {commands} sparse and gcc commands, "
           f"{first.cocci_scripts} Coccinelle scripts, {cores()} cores; the pristine tree "
           + ("was prepared already" if already else f"prepared now, in {prepared_in:.1f} s"))
-    print(f"    {'':<62} {'s':>7} {'/floor':>7}")
-    for label, seconds in (
+    print(f"    {'':<62} {'wall s':>7} {'/floor':>7} {'cpu s':>7} {'/floor':>7}")
+    for label, (seconds, cpu) in (
             ("floor: the recorded commands, run directly on all cores", floor_s),
             ("relgen's kernel checks (kernel_checks, Coccinelle included)", relgen_s),
             ("relgen verify with the kernel checks, a process", verify_s),
             ("  relgen verify --no-kernel-checks, for comparison", without_s)):
-        print(f"    {label:<62} {seconds:>7.2f} {seconds / floor_s:>7.2f}")
+        print(f"    {label:<62} {seconds:>7.2f} {seconds / floor_s[0]:>7.2f} {cpu:>7.2f} "
+              f"{cpu / floor_s[1]:>7.2f}")
