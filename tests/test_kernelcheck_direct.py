@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.toolchain, pytest.mark.coccinelle]
 
 TREES = FIXTURES / "trees"
 MACHINE_KEXEC_C = "arch/ia64/kernel/machine_kexec.c"
+RELOCATE_KERNEL_S = "arch/ia64/kernel/relocate_kernel.S"
 UNITS = ("arch/ia64/kernel/machine_kexec.o", "arch/ia64/kernel/relocate_kernel.o")
 CLEANUP = "void machine_kexec_cleanup(struct kimage *image)\n{\n"
 # a gcc error (an undeclared function, under -Werror-implicit-function-declaration) and a
@@ -46,6 +47,13 @@ def _machine_kexec_c(tree: Path, inserted: str) -> dict[str, bytes]:
     text = (tree / MACHINE_KEXEC_C).read_text()
     assert text.count(CLEANUP) == 1
     return {MACHINE_KEXEC_C: text.replace(CLEANUP, CLEANUP + inserted).encode()}
+
+
+def _both_units(tree: Path, inserted: str) -> dict[str, bytes]:
+    """`inserted` in machine_kexec.c, and a comment more in relocate_kernel.S: a change that
+    both units read."""
+    return {**_machine_kexec_c(tree, inserted),
+            RELOCATE_KERNEL_S: (tree / RELOCATE_KERNEL_S).read_bytes() + b"/* changed */\n"}
 
 
 def _named(run: kernel.KernelCheckRun, prefix: str) -> Check:
@@ -69,7 +77,7 @@ def test_a_gcc_error_and_a_sparse_warning_are_both_caught(era: str) -> None:
 @pytest.mark.parametrize("era", ["linux-2.6.18-xen", "linux-2.6.24", "linux-3.4"])
 def test_a_clean_change_passes_and_says_which_route_and_units(era: str) -> None:
     tree = KernelTree(TREES / era)
-    run = kernel.kernel_checks(tree, _machine_kexec_c(tree.root, "\t/* nothing */\n"),
+    run = kernel.kernel_checks(tree, _both_units(tree.root, "\t/* nothing */\n"),
                                cache=KERNEL_CHECK_CACHE)
     version = tree.era.version
     assert run.not_run is None and run.cocci_scripts == len(cocci_scripts())
@@ -95,7 +103,7 @@ class Phases(Progress):
 def test_the_progress_counts_the_units(tmp_path: Path) -> None:
     tree = KernelTree(TREES / "linux-2.6.24")
     phases = Phases()
-    kernel.kernel_checks(tree, _machine_kexec_c(tree.root, BROKEN), cache=tmp_path / "cache",
+    kernel.kernel_checks(tree, _both_units(tree.root, BROKEN), cache=tmp_path / "cache",
                          progress=phases)
     assert "kernel checks: the pristine tree: sparse and gcc 2/2 units" in phases.said
     prefix = "kernel checks: sparse and gcc "
@@ -105,9 +113,21 @@ def test_the_progress_counts_the_units(tmp_path: Path) -> None:
     assert done[0] == 0 and done[-1] == 2 and done == sorted(done)
 
 
+def test_a_change_replays_only_the_units_that_read_a_changed_file() -> None:
+    tree = KernelTree(TREES / "linux-2.6.24")
+    run = kernel.kernel_checks(tree, {RELOCATE_KERNEL_S: (tree.root / RELOCATE_KERNEL_S)
+                                      .read_bytes() + b"\n"}, cache=KERNEL_CHECK_CACHE)
+    assert run.units == ("arch/ia64/kernel/relocate_kernel.o",)
+    gcc, sparse = _named(run, GCC), _named(run, SPARSE)
+    assert gcc.passed and sparse.passed
+    assert "  1 more read no file the change touches: their pristine results stand" \
+        in gcc.evidence
+    assert any(line.startswith("  no unit sparse checks reads") for line in sparse.evidence)
+
+
 def test_the_xen_tree_is_checked_with_the_hypervisors_switch_on_too() -> None:
     tree = KernelTree(TREES / "linux-2.6.18-xen")
-    run = kernel.kernel_checks(tree, _machine_kexec_c(tree.root, "\t/* nothing */\n"),
+    run = kernel.kernel_checks(tree, _both_units(tree.root, "\t/* nothing */\n"),
                                cache=KERNEL_CHECK_CACHE)
     assert run.units == (*UNITS, *(f"{unit}[CONFIG_XEN=y]" for unit in UNITS))
 

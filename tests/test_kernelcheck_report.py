@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relgen.checks import direct, kbuild
+from relgen.checks.kexec_units import touched_units
 from relgen.checks.replay import Diagnostic, Outcome, new_diagnostics, parse_diagnostics, verdicts
 
 SOURCE = Path("/cache/key/source")
@@ -136,11 +137,25 @@ def test_a_unit_the_pristine_tree_cannot_compile_is_not_counted_as_checked() -> 
                        "linux/bounds.h: No such file or directory")
     other = "kernel/kexec.o"
     pristine = [Outcome(UNIT, "gcc", 1, (fatal,), 0.1, ""), _outcome("gcc", unit=other)]
-    (gcc,) = verdicts(pristine, [pristine[0], _outcome("gcc", unit=other)], [])
+    gcc, sparse = verdicts(pristine, [pristine[0], _outcome("gcc", unit=other)], [])
+    assert sparse.passed and "no unit sparse checks reads" in sparse.evidence[-1]
     assert gcc.passed and any(line.startswith("  not checked past a fatal error") and UNIT in line
                               for line in gcc.evidence)
     # with no unit left, the check did not run, and never passes
-    (alone,) = verdicts(pristine[:1], pristine[:1], [])
+    alone, _ = verdicts(pristine[:1], pristine[:1], [])
     assert alone.status == "not run" and "fatal error" in alone.evidence[-1]
-    (required,) = verdicts(pristine[:1], pristine[:1], [], required=True)
+    required, _ = verdicts(pristine[:1], pristine[:1], [], required=True)
     assert required.status == "fail"
+
+
+def test_only_the_units_that_read_a_changed_file_run(tmp_path: Path) -> None:
+    (tmp_path / "include" / "linux").mkdir(parents=True)
+    (tmp_path / "include" / "linux" / "kexec.h").write_text("")
+    units = ["a.o", "b.o", "c.o", "d.o"]
+    read = {"a.o": ["a.c", "include/linux/kexec.h"], "b.o": ["b.c", "include/asm/page.h"],
+            "c.o": ["c.c", "include/asm-generic/errno.h"]}  # d.o: nothing recorded
+    assert touched_units(units, read, ["include/linux/kexec.h"], tmp_path) == ["a.o", "d.o"]
+    assert touched_units(units, read, ["b.c"], tmp_path) == ["b.o", "d.o"]
+    # a new file may be found first where the include path looks for one of its name
+    assert touched_units(units, read, ["arch/ia64/include/asm/errno.h"], tmp_path) == \
+        ["c.o", "d.o"]

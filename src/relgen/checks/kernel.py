@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 from relgen import caches, tools
 from relgen.checks import direct, kbuild, replay, treecopy
 from relgen.checks.cocci import cocci_checks, cocci_scripts
-from relgen.checks.kexec_units import KEXEC_HEADER, RELOCATE_KERNEL_UNIT
+from relgen.checks.kexec_units import KEXEC_HEADER, RELOCATE_KERNEL_UNIT, touched_units
 from relgen.checks.report import Check
 from relgen.errors import RelgenError, ToolError
 from relgen.names import MACHINE_KEXEC_PATH, RELOCATE_KERNEL_PATH
@@ -50,7 +50,7 @@ CACHE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_CHECK_CACHE"
 KERNEL_CHECKS = "kernel checks (sparse and gcc, Coccinelle)"
 KBUILD, DIRECT = "Kbuild", "direct"
 # Bump when what the cache holds changes shape, so an old cache is not read as a new one.
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 # The code that decides what a pristine tree reports by each route: a change to it prepares
 # the trees of that route again.
 _DECIDING = {KBUILD: ("checkcc.py", "kbuild.py", "replay.py", "kexec_units.py"),
@@ -156,6 +156,7 @@ class Prepared:
     route: str  # as the evidence names it
     recording: replay.Recording
     pristine: tuple[replay.Outcome, ...]
+    dependencies: dict[str, list[str]]  # unit -> the files it reads, kernel-relative
 
     @property
     def prefixes(self) -> list[str]:
@@ -184,26 +185,31 @@ def prepare(tree: KernelTree, folder: Path, route: str, progress: Progress = QUI
                                         progress)
     else:
         recording, name = direct.record(tree, copy, folder / "scratch", progress)
-    prepared = Prepared(folder, copy, name, recording, ())
+    prepared = Prepared(folder, copy, name, recording, (), {})
     outcomes, _ = replay.replay(recording, prepared.prefixes, progress=progress,
                                 what="kernel checks: the pristine tree: sparse and gcc")
+    dependencies = replay.dependencies(recording, copy)
     temporary = folder / "prepared.json.tmp"
     temporary.write_text(json.dumps({
         "version": CACHE_VERSION, "route": name, "recording": recording.to_json(),
-        "pristine": [o.to_json() for o in outcomes]}), encoding="utf-8")
+        "pristine": [o.to_json() for o in outcomes], "dependencies": dependencies}),
+        encoding="utf-8")
     temporary.replace(stamp)
-    return Prepared(folder, copy, name, recording, tuple(outcomes))
+    return Prepared(folder, copy, name, recording, tuple(outcomes), dependencies)
 
 
 def _load(folder: Path, copy: Path, saved: dict[str, object]) -> Prepared:
     if saved["version"] != CACHE_VERSION:
         raise ValueError("another version's cache")
-    outcomes = saved["pristine"]
-    recording = saved["recording"]
-    if not isinstance(outcomes, list) or not isinstance(recording, dict):
+    outcomes, recording = saved["pristine"], saved["recording"]
+    dependencies = saved["dependencies"]
+    if not isinstance(outcomes, list) or not isinstance(recording, dict) or \
+            not isinstance(dependencies, dict):
         raise ValueError("not a prepared tree")
     return Prepared(folder, copy, str(saved["route"]), replay.Recording.from_json(recording),
-                    tuple(replay.Outcome.from_json(o) for o in outcomes))
+                    tuple(replay.Outcome.from_json(o) for o in outcomes),
+                    {str(unit): [str(name) for name in names]
+                     for unit, names in dependencies.items()})
 
 
 # -------------------------------------------------------------------------------- run
@@ -240,10 +246,15 @@ def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
 def _check(tree: KernelTree, prepared: Prepared, changed: dict[str, bytes],
            units: Sequence[str] | None, required: bool, progress: Progress) -> KernelCheckRun:
     recording = prepared.recording if units is None else prepared.recording.narrowed(units)
-    chosen = tuple(u.unit for u in recording.units)
-    if not chosen:
+    if not recording.units:
         return _not_run(f"none of {', '.join(units or ())} is a unit of the tree that "
                         f"includes <{KEXEC_HEADER}>", required)
+    # only the units the change can alter run: the others' pristine results stand
+    candidates = len(recording.units)
+    recording = recording.narrowed(touched_units(
+        [u.unit for u in recording.units], prepared.dependencies, changed, tree.root))
+    chosen = tuple(u.unit for u in recording.units)
+    untouched = candidates - len(chosen)
     scripts = len(cocci_scripts())
     results = prepared.folder / "results"
     key = change_key(changed, chosen)
@@ -257,7 +268,10 @@ def _check(tree: KernelTree, prepared: Prepared, changed: dict[str, bytes],
     preamble = [f"  route: {prepared.route}; the checkers' command lines recorded once, "
                 f"run on {replay.cores()} cores"]
     preamble += replay.unit_listing(chosen, f"those that include <{KEXEC_HEADER}>, and "
-                                            f"{RELOCATE_KERNEL_UNIT}")
+                                            f"{RELOCATE_KERNEL_UNIT}, that read a changed file")
+    if untouched:
+        preamble.append(f"  {untouched} more read no file the change touches: their pristine "
+                        "results stand")
     checks = replay.verdicts(prepared.pristine, outcomes, preamble, required=required)
     checks += cocci or []
     remember(results, key, checks)

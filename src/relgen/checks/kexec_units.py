@@ -70,3 +70,19 @@ def kexec_units(root: Path, candidates: Iterable[str], headers: set[str]) -> tup
         elif includes((root / unit).with_suffix(".c")) & headers:
             chosen.append(unit)
     return tuple(chosen)
+
+
+def touched_units(units: Iterable[str], dependencies: dict[str, list[str]],
+                  changed: Iterable[str], tree: Path) -> list[str]:
+    """The units a change can alter: those that read a changed file in the pristine tree
+    (`dependencies`: each unit's files, kernel-relative), those whose files nobody recorded,
+    and those that read a file of the same name as one the change adds (it may be found
+    first where the include path looks)."""
+    changed = set(changed)
+    added = {Path(name).name for name in changed if not (tree / name).exists()}
+    chosen = []
+    for unit in units:
+        read = dependencies.get(unit)
+        if read is None or changed & set(read) or added & {Path(n).name for n in read}:
+            chosen.append(unit)
+    return chosen

@@ -237,7 +237,10 @@ def verdicts(pristine: Sequence[Outcome], changed: Sequence[Outcome], preamble: 
     checks = []
     for tool in TOOLS:
         mine = [o for o in changed if o.tool == tool]
-        if not mine:
+        if not mine:  # each unit it checks compiles as in the pristine tree
+            checks.append(Check(CHECK_NAMES[tool], True, (
+                *preamble, f"  no unit {tool} checks reads a file the change touches: each "
+                "reports what it reports in the pristine tree")))
             continue
         stopped = {o.unit: o.fatal for o in mine
                    if (o.unit, tool) in before and before[o.unit, tool].fatal is not None}
@@ -282,3 +285,27 @@ def by_job(outcomes: Iterable[Outcome]) -> dict[tuple[str, str], float]:
 def relative_prefixes(*folders: Path) -> list[str]:
     """The folders' paths as prefixes to take off the diagnostics' file names."""
     return [f"{folder}/" for folder in folders]
+
+
+def dependencies(recording: Recording, copy: Path) -> dict[str, list[str]]:
+    """Each unit's files, as its compiler's dependency file (`-Wp,-MMD,` or `-Wp,-MD,`)
+    lists them after a run: kernel-relative where they are the copy's files (links, such
+    as the `include/asm` of the old trees, resolved), as written elsewhere. A unit whose
+    compiler wrote no such file is left out."""
+    found = {}
+    inside = f"{os.path.realpath(copy)}/"
+    for unit in recording.units:
+        option = next((a for a in unit.compiler if a.startswith(("-Wp,-MMD,", "-Wp,-MD,"))),
+                      None)
+        if option is None:
+            continue
+        try:
+            text = (recording.cwd / option.split(",", 2)[2]).read_text(errors="replace")
+        except OSError:
+            continue
+        names = set()
+        for name in text.replace("\\\n", " ").split(":", 1)[-1].split():
+            real = os.path.realpath(recording.cwd / name)
+            names.add(real.removeprefix(inside) if real.startswith(inside) else name)
+        found[unit.unit] = sorted(names)
+    return found
