@@ -9,8 +9,9 @@ sparse and gcc checked and the Coccinelle scripts run, or why none of it ran.
   under today's make, Kbuild itself records the command lines (`kbuild.py`); where it
   cannot (2.6.x top Makefiles, trees without Kbuild), they are written with the flags that
   Kbuild of the tree's era would give (`direct.py`). Either way the recording is made once
-  per pristine tree, and each check replays it on all cores (`replay.py`): the tree with
-  the change must report nothing the pristine tree does not;
+  per pristine tree, and each check replays it on all cores (`replay.py`) for the units the
+  change can alter (`kexec_units.touched_units`): the tree with the change must report
+  nothing the pristine tree does not;
 - the Coccinelle scripts of `cocci/` in report mode on the changed C files (`cocci.py`), as
   one more job of the same pool: what types cannot say (which allocator, who frees, which
   argument gets which stack).
