@@ -13,7 +13,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check src tests bench
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: setup
 	$(PY) -m ruff check src tests bench

@@ -98,9 +98,9 @@ def mail_text(regen: Regeneration, changes: Sequence[mail.FileChange], evidence:
         padding=_stacks_padded(regen.before),
         instructions_rewritten=len(regen.result.rewritten), existing_arguments=existing,
         control_memory=memory, evidence=evidence,
-        signed_off_by=mail.parse_identity(author))
+        signed_off_by=mail.parse_identity(author), hook=regen.tree.era.kimage_arch)
     notes = render_notes(__version__, kernel_path(regen.source), regen.source.sha256,
-                         checkpatch_notes(regen.tree))
+                         checkpatch_notes(regen.tree, header.kimage_arch))
     made = mail.format_patch(changes, subject=subject(facts, subject_prefix(regen.tree)),
                              body=render_commit_message(facts), author=author, date=date,
                              notes=notes)

@@ -16,7 +16,8 @@ from pathlib import Path
 from relgen.errors import RelgenError
 from relgen.kernel import callers
 from relgen.kernel.header import DataAreaFacts, HeaderFacts, render_header
-from relgen.names import DEFAULT_ENTRY, HEADER_INCLUDE, SOURCE_NAME
+from relgen.kernel.message import stacks_apart_cost_no_more
+from relgen.names import DEFAULT_ENTRY, HEADER_INCLUDE, PAGE_SIZES, SOURCE_NAME
 from relgen.rewrite import RewriteResult, rewrite_control_page
 from relgen.source.configurations import AS_GIVEN, Configuration, Configurations
 from relgen.source.files import SourceFile, kernel_path, require_regular_file
@@ -83,12 +84,15 @@ def _stack_sizes(result: RewriteResult, before: layout.ControlPageMap) -> tuple[
 
 def header_facts(result: RewriteResult, tree: KernelTree, source_path: str,
                  sizes: Sequence[int]) -> HeaderFacts:
-    """What the header states for this rewrite in this tree, the stacks of `sizes`."""
+    """What the header states for this rewrite in this tree, the stacks of `sizes`. Each
+    image gets its stacks in struct kimage_arch where the tree offers it and that costs no
+    more control memory at any page size; else they follow the code in its control pages."""
+    apart = tree.era.kimage_arch and stacks_apart_cost_no_more(min(PAGE_SIZES), sum(sizes))
     return HeaderFacts(
         entry=result.region.entry, source_path=source_path,
         data_areas=tuple(DataAreaFacts(area.name, size, result.argument_registers[area.name])
                          for area, size in zip(result.data_areas, sizes, strict=True)),
-        kimage_arch=tree.era.kimage_arch, control_macro=tree.era.control_macro,
+        kimage_arch=apart, control_macro=tree.era.control_macro,
         kept=result.kept, entry_points=result.entry_points,
         spdx=tree.era.release >= (4, 14, 0))
 

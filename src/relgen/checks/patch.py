@@ -108,7 +108,9 @@ def check_changed_callers(inputs: Inputs, changed: Mapping[str, bytes]) -> list[
 def checkpatch(inputs: Inputs, work: Path) -> Check:
     """`scripts/checkpatch.pl --strict` of the tree on the patch."""
     expected = {key.split()[-1]: reason
-                for key, reason in expected_checkpatch(inputs.tree).items()}
+                for key, reason in expected_checkpatch(
+                    inputs.tree, bool(inputs.header_facts and inputs.header_facts.kimage_arch)
+                ).items()}
     name = "checkpatch.pl --strict: nothing but " + " and ".join(expected)
     script = inputs.tree.root / "scripts" / "checkpatch.pl"
     if inputs.patch_path is None:

@@ -55,6 +55,7 @@ class PatchFacts:
     control_memory: tuple[ControlMemory, ...]
     evidence: Evidence
     signed_off_by: str
+    hook: bool = False  # the tree offers struct kimage_arch (used or not)
 
 
 def _pages(size: int, page: int) -> int:
@@ -63,6 +64,16 @@ def _pages(size: int, page: int) -> int:
     while pages * page < size:
         pages *= 2
     return pages * page
+
+
+def stacks_apart_cost_no_more(code: int, stacks: int,
+                               page_sizes: Sequence[int] = PAGE_SIZES) -> bool:
+    """Whether stacks in control pages of their own (in the code's page where it holds them)
+    cost no more than the code and the stacks in one allocation, at every page size:
+    kimage_alloc_control_pages() takes a power of two pages, so two allocations can."""
+    return all((_pages(code + stacks, page) if code + stacks <= page
+                else _pages(code, page) + _pages(stacks, page)) <= _pages(code + stacks, page)
+               for page in page_sizes)
 
 
 def control_memory(before: int, header: HeaderFacts,

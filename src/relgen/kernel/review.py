@@ -31,9 +31,9 @@ def subject_prefix(tree: KernelTree) -> str:
     return tree.era.subject_prefix
 
 
-def expected_checkpatch(tree: KernelTree) -> dict[str, str]:
+def expected_checkpatch(tree: KernelTree, kimage_arch: bool) -> dict[str, str]:
     """The checkpatch.pl --strict messages the change cannot avoid, each with its reason,
-    as the tree's own files state them."""
+    as the tree's own files state them; `kimage_arch`: the change defines the hook."""
     maintainers = tree.root / "MAINTAINERS"
     covered = maintainers.is_file() and re.search(
         r"^F:\s*arch/ia64/\s*$", maintainers.read_text(encoding="utf-8", errors="replace"),
@@ -41,7 +41,7 @@ def expected_checkpatch(tree: KernelTree) -> dict[str, str]:
     expected = {FILE_PATH_CHANGES: "a new file; " + (
         "F: arch/ia64/ in MAINTAINERS covers it already" if covered else
         "it goes beside asm/kexec.h")}
-    if tree.era.kimage_arch:
+    if kimage_arch:
         users = [path for path in sorted(tree.root.glob("arch/*/include/asm/kexec.h"))
                  if _ARCH_HOOK.search(path.read_text(encoding="utf-8", errors="replace"))]
         expected[DEFINE_ARCH_HAS] = (
@@ -50,10 +50,10 @@ def expected_checkpatch(tree: KernelTree) -> dict[str, str]:
     return expected
 
 
-def checkpatch_notes(tree: KernelTree) -> Sequence[tuple[str, str]] | str:
+def checkpatch_notes(tree: KernelTree, kimage_arch: bool) -> Sequence[tuple[str, str]] | str:
     if not (tree.root / "scripts" / "checkpatch.pl").is_file():
         return "This tree has no scripts/checkpatch.pl: no checkpatch.pl ran."
-    return list(expected_checkpatch(tree).items())
+    return list(expected_checkpatch(tree, kimage_arch).items())
 
 
 def recorded_input_sha256(patch: Path) -> str | None:
