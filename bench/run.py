@@ -18,10 +18,13 @@ machine, not to the code). Sections:
       rewrite passes in this process, each time as a ratio to the single copy's time per copy
       (1.00 for every row means the work grows linearly with the input);
   (g) the interpreter of the execution checks: slots per second, time and slots per run, and
-      what the execution checks add to `verify` (all images) and to `rewrite` (fewer).
+      what the execution checks add to `verify` (all images) and to `rewrite` (fewer);
+  (h) the kernel checks, warm, against their floor: the same recorded sparse and gcc
+      commands run directly on all cores (bench/kernel_checks.py).
 
-Every figure is the best of --repeat runs. Run it with `make bench` (or
-`.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR]`).
+Every figure is the best of --repeat runs. A section that fails says so in one line and the
+others still run. Run it with `make bench` (or
+`.venv/bin/python bench/run.py [--repeat N] [--kernel-tree DIR] [--sections LETTERS]`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel_checks import report_kernel_checks
 from relgen.errors import RelgenError
 from relgen.source.parser import parse_module, read_source, unparse
 from relgen.toolchain.assemble import assemble
@@ -582,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="runs per figure; the best is shown (default 5)")
     parser.add_argument("--kernel-tree", type=Path, metavar="DIR",
                         help="Linux 6.1 tree (default: as relgen finds it)")
+    parser.add_argument("--sections", default="", metavar="LETTERS",
+                        help="run only these sections, e.g. `h` or `abh` (default: all)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -595,14 +601,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {error.render()}", file=sys.stderr)
         return 2
     print_header(tree, args.repeat)
-    report_corpus(measure_corpus(tree, args.repeat), tree)
-    report_rewrite(tree, args.repeat)
-    report_startup(args.repeat)
-    report_profile(tree)
-    report_parse_check(tree, args.repeat)
-    report_growth(tree, args.repeat)
-    report_execution(tree, args.repeat)
-    return 0
+    sections: list[tuple[str, Callable[[], object]]] = [
+        ("a", lambda: report_corpus(measure_corpus(tree, args.repeat), tree)),
+        ("b", lambda: report_rewrite(tree, args.repeat)),
+        ("c", lambda: report_startup(args.repeat)),
+        ("d", lambda: report_profile(tree)),
+        ("e", lambda: report_parse_check(tree, args.repeat)),
+        ("f", lambda: report_growth(tree, args.repeat)),
+        ("g", lambda: report_execution(tree, args.repeat)),
+        ("h", lambda: report_kernel_checks(tree, args.repeat)),
+    ]
+    failed = []
+    for letter, section in sections:
+        if args.sections and letter not in args.sections:
+            continue
+        # a section that breaks says so in one line, and the others still run
+        try:
+            section()
+        except Exception as error:  # noqa: BLE001 - any failure of one section
+            print(f"\n({letter}) FAILED: {type(error).__name__}: {error}")
+            failed.append(letter)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

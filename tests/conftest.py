@@ -26,8 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UPSTREAM = Path(os.environ.get("RELGEN_KERNEL_TREE", ROOT / ".cache" / "linux-source-6.1"))
 IN_CI = os.environ.get("CI") == "true"
-#: The kernel checks' cache that the tests share (Kbuild's pristine builds of the trees).
-KERNEL_CHECK_CACHE = ROOT / ".cache" / "kernel-checks"
+#: The kernel checks' cache that the tests share (the prepared pristine trees): this checkout's
+#: .cache/kernel-checks, or the one $RELGEN_KERNEL_CHECK_CACHE names (a developer's own).
+KERNEL_CHECK_CACHE = Path(os.environ.get("RELGEN_KERNEL_CHECK_CACHE")
+                          or ROOT / ".cache" / "kernel-checks").resolve()
 #: Who the tests say made a patch, wherever a test does not say it itself.
 AUTHOR = "Ann Dev <ann@example.org>"
 
@@ -45,6 +47,39 @@ def machine_independent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         for name in ("SOURCE_DATE_EPOCH", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
                      "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
             patch.delenv(name, raising=False)
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The markers of what a test needs, from the fixtures it uses: `-m "not upstream"`
+    leaves out every test that reads the Linux 6.1 tree, `-m "not toolchain"` every one
+    that assembles."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if "upstream_tree" in used:
+            item.add_marker(pytest.mark.upstream)
+        if "toolchain" in used:
+            item.add_marker(pytest.mark.toolchain)
+
+
+@pytest.fixture(autouse=True)
+def kbuild_only_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Kbuild runs only in tests marked `kbuild`. Elsewhere the kernel checks of a tree with
+    Kbuild say they did not run, as on a machine without make: `-m "not kbuild"` is then a
+    suite without Kbuild, and a test that needs Kbuild cannot pass without its marker."""
+    if request.node.get_closest_marker("kbuild") is not None:
+        yield
+        return
+    from relgen.checks import kernel
+
+    def why_not(tree: object, original=kernel.why_not) -> str | None:  # noqa: ANN001
+        reason = original(tree)
+        if reason is None and kernel.route_of(tree) == kernel.KBUILD:
+            return "Kbuild runs only in tests marked kbuild"
+        return reason
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernel, "why_not", why_not)
         yield
 
 

@@ -1,9 +1,11 @@
-"""A hand-written change of the ia64 kexec C side, made at test time from the pristine tree.
+"""A hand-written change of the ia64 kexec C side of Linux 6.1, made at test time from the
+pristine tree.
 
 It is the shape DESIGN.md "The C side" asks for (the header included, the code page as
-KEXEC_CONTROL_PAGE_SIZE, the 6-parameter prototype, `struct kimage_arch` with one block for
-both stacks, allocated by kimage_alloc_control_pages() and passed as arguments 5 and 6), and
-its broken-on-purpose variants. No kernel code is stored here: only the edits, applied to the
+KEXEC_CONTROL_PAGE_SIZE, the 6-parameter prototype, the typedef changed where its one user
+is, `struct kimage_arch` holding the physical address of one block for both stacks,
+allocated by kimage_alloc_control_pages() and passed as arguments 5 and 6), and its
+broken-on-purpose variants. No kernel code is stored here: only the edits, applied to the
 tree's own files, each of which must find the text it edits.
 """
 
@@ -19,14 +21,17 @@ SOURCE = "arch/ia64/kernel/relocate_kernel.S"
 
 STACKS_ORDER = "get_order(KEXEC_MEMORY_STACK_SIZE + KEXEC_REGISTER_STACK_SIZE)"
 ALLOCATION = (
-    "\timage->arch.stacks = kimage_alloc_control_pages(image,\n"
-    f"\t\t\t\t\t\t\t{STACKS_ORDER});\n"
-    "\tif (!image->arch.stacks)\n"
-    "\t\treturn -ENOMEM;\n\n"
+    "\tstacks = kimage_alloc_control_pages(image,\n"
+    f"\t\t\t\t\t    {STACKS_ORDER});\n"
+    "\tif (!stacks)\n"
+    "\t\treturn -ENOMEM;\n"
+    "\timage->arch.stacks = page_to_phys(stacks);\n\n"
 )
-MEMORY_STACK = "page_to_phys(image->arch.stacks)"
-REGISTER_STACK = "page_to_phys(image->arch.stacks) + KEXEC_MEMORY_STACK_SIZE"
+MEMORY_STACK = "image->arch.stacks"
+REGISTER_STACK = "image->arch.stacks + KEXEC_MEMORY_STACK_SIZE"
 OLD_CALL_END = "GRANULEROUNDDOWN((unsigned long) pal_addr));"
+OLD_TYPEDEF_END = "\t\t\t\t\tunsigned long pal_addr) __noreturn;"
+PREPARE = "int machine_kexec_prepare(struct kimage *image)\n{\n"
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -44,21 +49,23 @@ def change_kexec_h(text: str, *, include: bool = True, arch_hook: bool = True) -
     text = replace_once(text, "struct ia64_boot_param *, unsigned long);",
                         "struct ia64_boot_param *, unsigned long,\n"
                         "\t\tunsigned long, unsigned long);")
-    hook = "#define ARCH_HAS_KIMAGE_ARCH\n\n" if arch_hook else ""
+    hook = "#define ARCH_HAS_KIMAGE_ARCH\n" if arch_hook else ""
     return replace_once(text, "extern struct kimage *ia64_kimage;\n",
-                        f"{hook}struct kimage_arch {{\n\tstruct page *stacks;\n}};\n\n"
+                        f"{hook}struct kimage_arch {{\n\tunsigned long stacks;\n}};\n\n"
                         "extern struct kimage *ia64_kimage;\n")
 
 
-def change_machine_kexec_c(text: str, *, typedef: bool = False, allocation: str = ALLOCATION,
+def change_machine_kexec_c(text: str, *, typedef: bool = True, allocation: str = ALLOCATION,
                            arguments: tuple[str, str] | None = (MEMORY_STACK, REGISTER_STACK),
                            cleanup: str = "") -> str:
-    if not typedef:
-        start = text.index("typedef void (*relocate_new_kernel_t)(")
-        end = text.index("__noreturn;\n", start) + len("__noreturn;\n\n")
-        text = text[:start] + text[end:]
-    text = replace_once(text, "\tfunc = (unsigned long *)&relocate_new_kernel;",
-                        allocation + "\tfunc = (unsigned long *)&relocate_new_kernel;")
+    if typedef:
+        text = replace_once(text, OLD_TYPEDEF_END,
+                            "\t\t\t\t\tunsigned long pal_addr,\n"
+                            "\t\t\t\t\tunsigned long memory_stack,\n"
+                            "\t\t\t\t\tunsigned long register_stack) __noreturn;")
+    declaration = "\tstruct page *stacks;\n" if "stacks =" in allocation else ""
+    text = replace_once(text, PREPARE, PREPARE + declaration)
+    text = replace_once(text, "\tia64_kimage = image;\n", allocation + "\tia64_kimage = image;\n")
     if cleanup:
         text = replace_once(text, "void machine_kexec_cleanup(struct kimage *image)\n{\n",
                             "void machine_kexec_cleanup(struct kimage *image)\n{\n" + cleanup)

@@ -107,3 +107,14 @@ def test_kbuild_probes(tmp_path: Path) -> None:
 def test_linking_is_refused() -> None:
     result = standin("-o", "vmlinux", "a.o")
     assert result.returncode == 1 and "builds no code" in result.stderr
+
+
+def test_the_assembler_gets_x_as_from_an_ia64_gcc(tmp_path: Path) -> None:
+    """gcc for ia64 passes -x to GNU as (ASM_EXTRA_SPEC `%{!mno-gnu-as:-x}`): explicit mode,
+    where a missing stop is a reported dependency violation, not a silently added stop."""
+    require_tool("ia64-linux-gnu-as")
+    (tmp_path / "a.S").write_text("\t.text\n\tmov r2=r3\n\tmov r4=r2\n")
+    explicit = standin("-c", "-o", "a.o", "a.S", cwd=tmp_path)
+    assert explicit.returncode == 0 and "violates RAW dependency" in explicit.stderr
+    automatic = standin("-mno-gnu-as", "-c", "-o", "a.o", "a.S", cwd=tmp_path)
+    assert automatic.returncode == 0 and "violates" not in automatic.stderr

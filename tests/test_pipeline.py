@@ -165,6 +165,7 @@ def test_header_compiles_in_c_and_assembly(upstream_out: Path, tmp_path: Path) -
     assert "typedef" not in out and out.rstrip().endswith("0x0330")
 
 
+@pytest.mark.kbuild
 def test_verify_passes_on_upstream(upstream_out: Path, upstream_tree: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(upstream_out), "--kernel-tree", str(upstream_tree)]) == 0

@@ -17,7 +17,9 @@ ARCH=ia64 and
   expressions evaluated by the front end with LP64 type sizes and alignments, which x86_64
   and ia64 share, so they are ia64's. The x86 instructions around the markers are never used;
 - assembles `.S` and `.s` files (and `-x assembler` input) with the real
-  `ia64-linux-gnu-as`, after the host preprocessor with the ia64 predefines;
+  `ia64-linux-gnu-as`, after the host preprocessor with the ia64 predefines, and with `-x`
+  as an ia64 gcc passes it to GNU as (explicit mode, dependency violations reported;
+  `ASM_EXTRA_SPEC` of gcc/config/ia64: `%{!mno-gnu-as:-x}`);
 - answers Kbuild's probes: `--version`, `-dumpversion`, `-print-file-name=...` go to the
   host gcc, `-dumpmachine` says ia64-linux-gnu, `-Wa,--version` asks the ia64 assembler.
 
@@ -78,6 +80,9 @@ IA64_MACHINE_OPTION_PREFIXES = ("fixed-range=", "tls-size=", "tune=", "sched-max
 # The machine options an ia64 gcc hands to its assembler (ASM_SPEC).
 IA64_ASSEMBLER_OPTIONS = frozenset({"-mconstant-gp", "-mauto-pic", "-milp32", "-mlp64",
                                     "-mbig-endian", "-mlittle-endian"})
+# What an ia64 gcc built for GNU as always passes it, unless -mno-gnu-as (ASM_EXTRA_SPEC):
+# explicit mode, in which gas reports dependency violations instead of inserting stops.
+GNU_AS_EXPLICIT = "-x"
 
 # Options whose value is the next argument when not joined to them.
 TAKES_VALUE = frozenset({
@@ -113,6 +118,7 @@ class Invocation:
     inputs: tuple[tuple[str, str], ...]  # (language, path); "-" is stdin
     output: str | None
     assembler_options: tuple[str, ...] = field(default=())  # -Wa, and ia64 -m for the as
+    gnu_as: bool = True  # False after -mno-gnu-as: gas gets no -x
 
 
 def parse_command_line(argv: Sequence[str]) -> Invocation:
@@ -126,6 +132,7 @@ def parse_command_line(argv: Sequence[str]) -> Invocation:
     output = None
     mode = "link"
     language: str | None = None
+    gnu_as = True
     arguments = iter(argv)
     for argument in arguments:
         if argument in ("-c", "-fsyntax-only"):
@@ -146,13 +153,14 @@ def parse_command_line(argv: Sequence[str]) -> Invocation:
                 raise UsageError(f"unrecognized command-line option '{argument}'")
             if argument in IA64_ASSEMBLER_OPTIONS:
                 assembler.append(argument)
+            gnu_as = {"-mno-gnu-as": False, "-mgnu-as": True}.get(argument, gnu_as)
         elif argument in TAKES_VALUE:
             options += [argument, next(arguments, "")]
         elif argument == "-" or not argument.startswith("-"):
             inputs.append((language or _language_of(argument), argument))
         else:
             options.append(argument)
-    return Invocation(mode, tuple(options), tuple(inputs), output, tuple(assembler))
+    return Invocation(mode, tuple(options), tuple(inputs), output, tuple(assembler), gnu_as)
 
 
 def _language_of(path: str) -> str:
@@ -201,7 +209,8 @@ def _assemble(invocation: Invocation) -> int:
         else:
             text = Path(path)
         output = invocation.output or Path(path).with_suffix(".o").name
-        options = [o for o in invocation.assembler_options if o != "--version"]
+        options = [GNU_AS_EXPLICIT] if invocation.gnu_as else []
+        options += [o for o in invocation.assembler_options if o != "--version"]
         return tools.run_passthrough([assembler, *options, "-o", output, str(text)])
 
 

@@ -5,6 +5,7 @@ add a `.cocci` file there to add a check; its first comment line names it.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,21 +39,27 @@ def cocci_checks(files: Mapping[str, Path], root: Path) -> list[Check]:
     any line it prints is a failure (spatch exits 0 when it reports)."""
     c_files = [path for name, path in sorted(files.items()) if name.endswith(".c")]
     checks = []
-    for script in cocci_scripts():
-        title = _script_title(script)
-        if not c_files:
-            checks.append(Check(f"coccinelle: {title}", False, ("  FAIL: no C file changed",)))
-            continue
-        result = tools.run(["spatch", "--sp-file", str(script), "--very-quiet", "--no-includes",
-                            *map(str, c_files)])
-        reports = [line.replace(f"{root}/", "") for line in result.stdout.splitlines()
-                   if line.strip()]
-        problems = [f"  FAIL: {line}" for line in reports]
-        if result.returncode != 0:
-            problems.append(f"  FAIL: spatch exit {result.returncode}: "
-                            + _tail(result.stderr, 5))
-        checks.append(Check(f"coccinelle: {title}", not problems,
-                            tuple(problems) or (f"  {script.name}: no report",)))
+    with tempfile.TemporaryDirectory(prefix="relgen-spatch-") as home:
+        # spatch looks for its own files under $HOME (and stops without one): one of its own
+        environment = tools.environment_with(HOME=home)
+        for script in cocci_scripts():
+            checks.append(_cocci_check(script, c_files, root, environment))
     return checks
+
+
+def _cocci_check(script: Path, c_files: list[Path], root: Path,
+                 environment: Mapping[str, str]) -> Check:
+    title = _script_title(script)
+    if not c_files:
+        return Check(f"coccinelle: {title}", False, ("  FAIL: no C file changed",))
+    result = tools.run(["spatch", "--sp-file", str(script), "--very-quiet", "--no-includes",
+                        *map(str, c_files)], env=environment)
+    reports = [line.replace(f"{root}/", "") for line in result.stdout.splitlines()
+               if line.strip()]
+    problems = [f"  FAIL: {line}" for line in reports]
+    if result.returncode != 0:
+        problems.append(f"  FAIL: spatch exit {result.returncode}: " + _tail(result.stderr, 5))
+    return Check(f"coccinelle: {title}", not problems,
+                 tuple(problems) or (f"  {script.name}: no report",))
 
 

@@ -27,7 +27,7 @@ from relgen.checks.header import check_header_compiles
 from relgen.checks.inputs import Inputs
 from relgen.checks.objects import ObjectChecks, check_objects
 from relgen.checks.report import Check, Report
-from relgen.names import DEFAULT_PAGE_SIZE, KEXEC_H_PATH, MACHINE_KEXEC_PATH, PAGE_SIZES
+from relgen.names import DEFAULT_PAGE_SIZE, MACHINE_KEXEC_PATH, PAGE_SIZES
 from relgen.progress import QUIET, Progress
 from relgen.source.files import kernel_path
 from relgen.toolchain.tree import KernelTree
@@ -118,10 +118,11 @@ def _kernel_checks(inputs: Inputs, plan: Plan, changed: Mapping[str, bytes] | st
     if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
         return [kernel.not_run(f"the input is not the tree's own "
                                f"{kernel_path(inputs.original)}", required=required)]
-    if not {KEXEC_H_PATH, MACHINE_KEXEC_PATH} <= set(changed):
+    if not {inputs.tree.era.kexec_h, MACHINE_KEXEC_PATH} <= set(changed):
         return [kernel.not_run("the change has no C side (it changes "
                                + ", ".join(sorted(changed)) + ")", required=required)]
-    return kernel.kernel_checks(inputs.tree, changed, required=required, progress=progress)
+    return list(kernel.kernel_checks(inputs.tree, changed, required=required,
+                                     progress=progress).checks)
 
 
 def kernel_clause(checks: list[Check]) -> str | None:

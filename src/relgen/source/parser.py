@@ -25,6 +25,7 @@ from lark import (
 )
 from lark.exceptions import UnexpectedEOF
 
+from relgen import caches
 from relgen.errors import RelgenError
 from relgen.source import expressions as ex
 from relgen.source.builder import BuildError, NodeBuilder, gas_integer, position
@@ -62,10 +63,10 @@ def _grammar_cache() -> str | bool:
     rebuilds it when the grammar changed. No cache (False) where no private folder is had.
     """
     try:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "relgen"
+        folder = caches.cache_folder()
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         status = folder.stat()
-    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
+    except OSError:  # caches.NoCacheFolder among them: no home folder to be found
         return False
     if status.st_uid != os.getuid() or status.st_mode & 0o022:
         return False

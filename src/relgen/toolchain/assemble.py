@@ -105,7 +105,7 @@ def assemble(
     shutil.rmtree(layout, ignore_errors=True)
     standins: tuple[str, ...] = ()
     if not tree.has_build:
-        standins = _write_standins(layout / "standins", era, page_size)
+        standins = write_standins(layout / "standins", era, page_size)
 
     command = ["cpp", "-nostdinc", "-undef", "-D__ASSEMBLY__", "-D__KERNEL__", "-D__ia64__"]
     command += list(KBUILD_IA64_DEFINES)
@@ -180,7 +180,7 @@ def kbuild_include_flags(tree: KernelTree, layout: Path) -> list[str]:
 
     What Kbuild would have made in the tree (the `include/asm` link of 2.6.26 and before,
     the configuration, asm-offsets.h) is made in `layout`, a scratch folder: `standins/`
-    (written by `_write_standins` for a tree without a build) and `links/asm`; the tree
+    (written by `write_standins` for a tree without a build) and `links/asm`; the tree
     itself is never written. Folders a tree lacks are left out.
     """
     era = tree.era
@@ -219,9 +219,10 @@ def _write_extra_headers(extra_dir: Path, headers: Mapping[str, str]) -> None:
         target.write_text(text, encoding="utf-8")
 
 
-def _write_standins(standins: Path, era: Era, page_size: int) -> tuple[str, ...]:
+def write_standins(standins: Path, era: Era, page_size: int) -> tuple[str, ...]:
     """The configuration and asm-offsets.h of a tree that was never built, where the tree's
-    era has Kbuild write them."""
+    era has Kbuild write them (the kernel checks' direct route writes its own configuration
+    over the first)."""
     autoconf = [
         "/* relgen stand-in: this tree has no kernel build. */",
         "#define CONFIG_IA64 1",
