@@ -166,8 +166,10 @@ def test_verify_names_the_input_the_output_was_made_from(
     assert run(capsys, "rewrite", FIXTURE_2006, "--kernel-tree", upstream_tree, "-o", out)[0] == 0
     status, stdout, err = run(capsys, "verify", out, "--kernel-tree", upstream_tree)
     assert (status, stdout) == (2, "")
+    # the mail says below its `---` which input it was made from (the header no longer does)
     assert re.fullmatch(
-        rf"{out}: error: kexec_control_page.h was made from an input with sha256 [0-9a-f]{{16}}"
+        rf"{out}: error: relocate_kernel.patch was made from an input with sha256 "
+        r"[0-9a-f]{16}"
         r"\.\.\., but arch/ia64/kernel/relocate_kernel.S has sha256 [0-9a-f]{16}\.\.\.; pass "
         r"--original with that file\n", err)
 
@@ -189,11 +191,13 @@ def test_a_crlf_input_fails_the_same_check_everywhere_with_its_reason(
     """The patch keeps the input's CRLF; checkpatch rejects it, in rewrite as in verify."""
     source = tmp_path / "relocate_kernel.S"
     source.write_bytes(FIXTURE_2006.read_bytes().replace(b"\n", b"\r\n"))
-    tree = ("--kernel-tree", upstream_tree)
+    # the kernel checks are not the point: checkpatch.pl runs without them
+    tree = ("--kernel-tree", upstream_tree, "--no-kernel-checks")
     for argv in (("-o", tmp_path / "out"), ("--check",), ("--diff",)):
         status, out, err = run(capsys, "rewrite", source, *tree, *argv)
         assert status == 1
-        assert "FAIL: ERROR:DOS_LINE_ENDINGS (10 times): the input's lines end in CRLF" in out
+        assert re.search(r"FAIL: ERROR:DOS_LINE_ENDINGS \(\d+ times\): the input's lines end "
+                         "in CRLF", out), out
         assert err == f"{source}: error: the regenerated file failed verification; nothing " \
             "written\n"
     assert not (tmp_path / "out").exists()
