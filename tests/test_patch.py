@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -91,16 +91,16 @@ def test_same_input_same_bytes_and_options_change_them() -> None:
 
 
 def test_the_date_is_now_unless_pinned() -> None:
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     made = mail_date(mail(date=None))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert before <= made <= after
 
 
 def test_source_date_epoch_pins_the_date(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764043200")
     first = mail(date=None)
-    assert mail_date(first) == datetime(2025, 11, 25, 4, 0, tzinfo=timezone.utc)
+    assert mail_date(first) == datetime(2025, 11, 25, 4, 0, tzinfo=UTC)
     assert mail(date=None) == first
     # --date wins over the environment
     assert f"\nDate: {DATE_IN_MAIL}\n".encode() in mail()
