@@ -1,6 +1,7 @@
-"""relgen.kernel.callers: the semantic patches change the C callers whatever their formatting
-and era, the typedef stays in machine_kexec.c (its one user) with the two new parameters, and
-the changed C compiles with the header (host gcc on small stand-ins)."""
+"""relgen.kernel.callers: the semantic patches change the C callers whatever their formatting,
+the typedef stays in machine_kexec.c (its one user) with the two new parameters, and the
+changed C compiles with the header (host gcc on small stand-ins). Every era's callers, as
+relgen rewrite changes them, are in test_eras.py."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from relgen.kernel.header import DataAreaFacts, HeaderFacts, render_header
 from relgen.names import KEXEC_H_PATH, MACHINE_KEXEC_PATH
 from relgen.toolchain.era import place
 
-TREES = FIXTURES / "trees"
 AREAS = (DataAreaFacts("memory_stack", 8192, "in4"),
          DataAreaFacts("register_stack", 8192, "in5"))
 #: The two C files of 6.1's shape, formatted otherwise on purpose.
@@ -263,28 +263,3 @@ def test_upstream_callers_are_changed(upstream_tree: Path, spatch: None) -> None
     assert callers.entry_call_arguments(new.machine_kexec_c) == [6]
     assert "GRANULEROUNDDOWN((unsigned long)pal_addr)," in new.machine_kexec_c
     assert "typedef" not in new.kexec_h
-
-
-@pytest.mark.coccinelle
-@pytest.mark.parametrize("tree", sorted(p.name for p in TREES.iterdir() if p.is_dir()))
-def test_every_eras_callers_are_changed_in_their_own_idiom(tree: str, spatch: None) -> None:
-    """NORET_TYPE ... ATTRIB_NORET, unnamed parameters, __noreturn: the typedef keeps its
-    form and gains two parameters like its own; the call passes six arguments."""
-    root = TREES / tree
-    era = place(root)
-    sources = callers.read_callers(root, era)
-    assert sources is not None and sources.kexec_h_path == era.kexec_h
-    facts = dataclasses.replace(HOOK, kimage_arch=era.kimage_arch,
-                                control_macro=era.control_macro)
-    existing = callers.read_typedef_arguments(sources.machine_kexec_c)
-    new = callers.change_callers(sources, facts)
-    assert callers.caller_problems(new, facts, len(existing)) == []
-    named = all(" " in p and not p.endswith("*") for p in existing)
-    added = ("unsigned long memory_stack", "unsigned long register_stack") if named else \
-        ("unsigned long", "unsigned long")
-    assert callers.read_typedef_arguments(new.machine_kexec_c) == (*existing, *added)
-    before, after = typedef_text(sources.machine_kexec_c), typedef_text(new.machine_kexec_c)
-    assert before.split("(")[0] == after.split("(")[0]  # typedef [NORET_TYPE] void
-    assert before.rsplit(")", 1)[1] == after.rsplit(")", 1)[1]  # [ATTRIB_NORET | __noreturn];
-    assert "typedef" not in new.kexec_h
-    assert callers.entry_call_arguments(new.machine_kexec_c) == [6]

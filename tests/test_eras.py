@@ -233,6 +233,27 @@ def test_the_mail_applies_to_a_copy_of_the_tree(name: str, made: EraRun,
                                        "relocate_new_kernel") == 6
 
 
+@EACH_TREE
+def test_the_typedef_keeps_its_form_and_gains_two_parameters_like_its_own(
+        name: str, patched_trees: Path) -> None:
+    """NORET_TYPE ... ATTRIB_NORET, unnamed parameters, __noreturn: the typedef stays in
+    machine_kexec.c as the era wrote it, with two parameters named or unnamed like the
+    others; asm/kexec.h gets no typedef."""
+    era = place(TREES / name)
+    old_text = (TREES / name / MACHINE_KEXEC_PATH).read_text()
+    new_text = (patched_trees / name / MACHINE_KEXEC_PATH).read_text()
+    old = callers.read_typedef_arguments(old_text)
+    named = all(" " in p and not p.endswith("*") for p in old)
+    added = ("unsigned long memory_stack", "unsigned long register_stack") if named else \
+        ("unsigned long", "unsigned long")
+    assert callers.read_typedef_arguments(new_text) == (*old, *added)
+    before, after = (re.search(r"typedef[^;]*relocate_new_kernel_t[^;]*;", text).group(0)
+                     for text in (old_text, new_text))
+    assert before.split("(")[0] == after.split("(")[0]  # typedef [NORET_TYPE] void
+    assert before.rsplit(")", 1)[1] == after.rsplit(")", 1)[1]  # [ATTRIB_NORET|__noreturn];
+    assert "typedef" not in (patched_trees / name / era.kexec_h).read_text()
+
+
 @pytest.fixture(scope="module")
 def checked_patched_trees(patched_trees: Path) -> str:
     """check-trees.sh (cpp and `ia64-linux-gnu-as -x` on the .S, the host gcc's syntax check
