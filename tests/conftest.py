@@ -32,6 +32,11 @@ KERNEL_CHECK_CACHE = Path(os.environ.get("RELGEN_KERNEL_CHECK_CACHE")
                           or ROOT / ".cache" / "kernel-checks").resolve()
 #: Who the tests say made a patch, wherever a test does not say it itself.
 AUTHOR = "Ann Dev <ann@example.org>"
+#: The date tests pin a patch to (`--date`) wherever they compare two runs' bytes: without a
+#: pin a mail is dated now, and two runs a second apart differ.
+DATE = "2026-11-25 04:00:00 +0000"
+#: How `git format-patch` writes DATE in the mail's header.
+DATE_IN_MAIL = "Wed, 25 Nov 2026 04:00:00 +0000"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,10 @@
 """The Coccinelle report-mode scripts on small callers written for these tests.
 
-Two correct callers (one block through a field; two fields through locals) pass every
-script; each variant broken on purpose is reported by the script that checks its property.
+Four correct callers pass every script: one block through a field, two fields through
+locals, relgen's shape for trees with struct kimage_arch (after the code in the control page
+where one page holds all, else control pages of their own) and its shape for older trees
+(after the code in the image's control pages, at their offsets); each variant broken on
+purpose is reported by the script that checks its property.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from relgen.checks.cocci import cocci_checks, cocci_scripts
 
 GOOD = FIXTURES / "cocci" / "good.c"
 GOOD_LOCAL = FIXTURES / "cocci" / "good_local.c"
+GOOD_CONTROL_PAGE = FIXTURES / "cocci" / "good_control_page.c"
+GOOD_CODE_PAGE = FIXTURES / "cocci" / "good_code_page.c"
+#: The title of the script that checks where the stacks come from.
+FROM_CONTROL_PAGES = "comes from the image's control pages"
 STACK = "page_to_phys(image->arch.stacks)"
 STACK_OFFSET = "page_to_phys(image->arch.stacks) + KEXEC_MEMORY_STACK_SIZE"
 ALLOCATION = """\timage->arch.stacks = kimage_alloc_control_pages(image,
@@ -38,11 +45,34 @@ BROKEN = [
      [("registers = kimage_alloc_control_pages(image,", "registers = alloc_pages(GFP_KERNEL,")],
      "kimage_alloc_control_pages(), not another allocator"),
     ("freed in cleanup", GOOD, [(CLEANUP, CLEANUP + FREE)], "not freed"),
-    ("never allocated", GOOD, [(ALLOCATION, "")], "is allocated"),
+    ("never allocated", GOOD, [(ALLOCATION, "")], FROM_CONTROL_PAGES),
     ("one field never set", GOOD_LOCAL,
-     [("\timage->arch.register_stack = registers;\n", "")], "is allocated"),
+     [("\timage->arch.register_stack = registers;\n", "")], FROM_CONTROL_PAGES),
     ("a 4-argument call", GOOD, [(f",\n\t       {STACK},\n\t       {STACK_OFFSET})", ")")],
      "argument 5"),
+    # the stacks beside the code: from a page of their own that no allocator gave the image
+    ("control page: the field never set", GOOD_CONTROL_PAGE,
+     [("\timage->arch.stacks = page_to_phys(stacks) + offset;\n", "")], FROM_CONTROL_PAGES),
+    ("control page: alloc_pages", GOOD_CONTROL_PAGE,
+     [("stacks = kimage_alloc_control_pages(image, order);",
+       "stacks = alloc_pages(GFP_KERNEL, order);")],
+     "kimage_alloc_control_pages(), not another allocator"),
+    ("control page: swapped", GOOD_CONTROL_PAGE,
+     [("\t       image->arch.stacks,\n\t       image->arch.stacks + KEXEC_MEMORY_STACK_SIZE);",
+       "\t       image->arch.stacks + KEXEC_MEMORY_STACK_SIZE,\n\t       image->arch.stacks);")],
+     "argument 5"),
+    # older trees: the stacks at their offsets after the code
+    ("code page: a static", GOOD_CODE_PAGE,
+     [("__pa(code_addr) + KEXEC_MEMORY_STACK_OFFSET", "__pa(kexec_stacks)")],
+     FROM_CONTROL_PAGES),
+    ("code page: swapped", GOOD_CODE_PAGE,
+     [("__pa(code_addr) + KEXEC_MEMORY_STACK_OFFSET,\n", "@5@,\n"),
+      ("__pa(code_addr) + KEXEC_REGISTER_STACK_OFFSET);",
+       "__pa(code_addr) + KEXEC_MEMORY_STACK_OFFSET);"),
+      ("@5@", "__pa(code_addr) + KEXEC_REGISTER_STACK_OFFSET")], "argument 5"),
+    ("code page: one stack for both", GOOD_CODE_PAGE,
+     [("__pa(code_addr) + KEXEC_REGISTER_STACK_OFFSET);",
+       "__pa(code_addr) + KEXEC_MEMORY_STACK_OFFSET);")], "argument 5"),
 ]
 
 
@@ -64,7 +94,8 @@ def test_there_is_a_script_for_each_property() -> None:
         "stacks_order.cocci"]
 
 
-@pytest.mark.parametrize("fixture", [GOOD, GOOD_LOCAL], ids=["one block", "two fields"])
+@pytest.mark.parametrize("fixture", [GOOD, GOOD_LOCAL, GOOD_CONTROL_PAGE, GOOD_CODE_PAGE],
+                         ids=["one block", "two fields", "control page", "code page"])
 def test_correct_callers_pass_every_script(fixture: Path, tmp_path: Path) -> None:
     checks = _checks(fixture.read_text(encoding="utf-8"), tmp_path)
     assert len(checks) == 4

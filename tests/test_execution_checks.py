@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, broken_copy
+from conftest import AUTHOR, FIXTURES, broken_copy
 from relgen.checks.execution.evidence import (
     ExecutionPlan,
     execution_evidence,
@@ -91,8 +91,9 @@ def outputs(upstream_tree: Path, toolchain: None,
     for name, source in (("6.1", upstream_tree / RELOCATE_KERNEL),
                          ("2006", FIXTURE_2006), ("2.6.20", FIXTURE_2_6_20)):
         out = tmp_path_factory.mktemp(name.replace(".", "_")) / "out"
+        # the kernel checks say nothing of execution: tests/test_kernelcheck.py runs them
         assert main(["rewrite", str(source), "--kernel-tree", str(upstream_tree),
-                     "-o", str(out)]) == 0
+                     "-o", str(out), "--from", AUTHOR, "--no-kernel-checks"]) == 0
         made[name] = (out, source)
     return made
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHOR, FIXTURES, without_dac_override
+from conftest import AUTHOR, DATE, FIXTURES, without_dac_override
 from relgen import outputs
 from relgen.cli import main
 from relgen.errors import RelgenError
@@ -504,7 +504,10 @@ def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
 
 
 def rewrite(*argv: str | Path) -> int:
-    return main(["rewrite", "--from", AUTHOR, *(str(a) for a in argv)])
+    """`relgen rewrite` as these tests need it: an author and a date of their own (two runs
+    give the same bytes), and no kernel checks, which say nothing of what is written where."""
+    return main(["rewrite", "--from", AUTHOR, "--date", DATE, "--no-kernel-checks",
+                 *(str(a) for a in argv)])
 
 
 @FORCE

@@ -87,24 +87,29 @@ def test_rewrite_of_the_linux61_shape() -> None:
     new_lines = text.splitlines(keepends=True)
     kept = [line for line in new_lines if line in old_lines]
     assert kept == [line for line in old_lines if line in kept]
-    # 7 lines of data areas gone; the include, 5 lines of argument comment and 6 of guard new
-    assert len(new_lines) == len(old_lines) - 7 + 1 + 5 + 6
+    # 7 lines of data areas gone; the include, 5 lines of argument comment and 4 of guard new
+    assert len(new_lines) == len(old_lines) - 7 + 1 + 5 + 4
     entry = text.index("GLOBAL_ENTRY(relocate_new_kernel)")
     assert text.rindex(" * in4: physical address of memory_stack", 0, entry) < \
         text.rindex(" * in5: physical address of register_stack", 0, entry)
-    size_word = text.index("data8\trelocate_new_kernel_end - relocate_new_kernel")
-    guard = text.index("\t.set .Lkexec_code_too_big, .Lkexec_code_size > "
-                       "KEXEC_CONTROL_CODE_PAGE_SIZE\n")
-    assert size_word < text.index("\tdata1 .Lkexec_code_too_big * 0x1000") < guard
+    # after the size word, the guard: the code measured by the assembler, a message in words
+    size_word = text.index("data8\trelocate_new_kernel_end - relocate_new_kernel\n")
+    assert text[size_word:].startswith(
+        "data8\trelocate_new_kernel_end - relocate_new_kernel\n"
+        "\t.if (relocate_new_kernel_end - relocate_new_kernel) \\\n"
+        "\t    > KEXEC_CONTROL_CODE_PAGE_SIZE\n"
+        '\t.error "relocate_new_kernel outgrew KEXEC_CONTROL_CODE_PAGE_SIZE"\n'
+        "\t.endif\n")
+    # nothing moves on this shape, and the page has no other entry point
+    assert (result.moved, result.entry_points, result.kept) == ((), (), ())
 
 
 def test_guard_and_comment_are_parsed_syntax() -> None:
     text = source.unparse(rw.rewrite_control_page(source.parse_module(LINUX61_SHAPE)).module)
     module = source.parse_module(text)
     kinds = {item.text.split()[0]: item.kind for _, item in module.items()
-             if item.text.startswith((".pushsection", "data1", ".set", ".popsection"))}
-    assert kinds == {".pushsection": "directive", "data1": "data", ".set": "directive",
-                     ".popsection": "directive"}
+             if item.text.startswith((".if", ".error", ".endif"))}
+    assert kinds == {".if": "directive", ".error": "directive", ".endif": "directive"}
 
 
 def test_rewrite_is_idempotent_on_its_output() -> None:
@@ -132,6 +137,58 @@ def test_2006_shape_moves_all_procedures_before_the_stacks() -> None:
     assert out.index("END(relocate_new_kernel)") < order[1]
     assert "memory_stack:" not in out and "register_stack:" not in out
     assert out.index("relocate_new_kernel_end:") > order[2]
+    # the procedures that stood after the stacks moved, and each entry point has an offset
+    # word after the size word that C can read
+    assert result.moved == result.entry_points == ("kexec_fake_sal_rendez",
+                                                   "kexec_fake_sal_spin")
+    size_word = out.index("\tdata8\trelocate_new_kernel_end - relocate_new_kernel\n")
+    for name in result.entry_points:
+        word = f"\t.global {name}_offset\n{name}_offset:\n\tdata8\t{name} - relocate_new_kernel\n"
+        assert size_word < out.index(word)
+    # a label before END(x) stays with its procedure, whatever moves around it
+    assert "register_stack_end:\nEND(relocate_new_kernel)\n" in out
+    assert "relocate_new_kernel_end:\nEND(kexec_fake_sal_spin)\n" in out
+
+
+def test_the_guard_counts_each_alignment_for_its_largest_padding() -> None:
+    """GAS cannot subtract labels across an .align in `.if`: each run between alignments is
+    measured apart, and each GLOBAL_ENTRY (`.align 32`) adds 31 bytes to the bound."""
+    text = (FIXTURES / "layout_2006_shape.S").read_text()
+    out = source.unparse(rw.rewrite_control_page(source.parse_module(text)).module)
+    guard = out[out.index("\t.if "):out.index("\t.endif\n")]
+    assert guard == (
+        "\t.if (register_stack_end - relocate_new_kernel) + 31 + \\\n"
+        "\t    (.Lkexec_code_1 - kexec_fake_sal_rendez) + 31 + \\\n"
+        "\t    (relocate_new_kernel_end - kexec_fake_sal_spin) \\\n"
+        "\t    > KEXEC_CONTROL_CODE_PAGE_SIZE\n"
+        '\t.error "relocate_new_kernel outgrew KEXEC_CONTROL_CODE_PAGE_SIZE"\n')
+    # a run without a label of its own gets a local one, right before the alignment
+    assert ".Lkexec_code_1:\nGLOBAL_ENTRY(kexec_fake_sal_spin)\n" in out
+
+
+def test_under_a_hypervisor_switch_the_page_keeps_its_layout() -> None:
+    """Where a hypervisor calls the page (CONFIG_XEN in the Xen dom0 trees) it passes no
+    stacks: there the changed instructions keep their old form and the stacks stay after the
+    code; natively the page is the one of every other tree."""
+    result = rw.rewrite_control_page(source.parse_module(LINUX61_SHAPE),
+                                     hypervisor_switches=("CONFIG_XEN",))
+    assert result.kept == ("CONFIG_XEN",)
+    text = source.unparse(result.module)
+    assert ("#ifdef CONFIG_XEN\n\talloc r31=ar.pfs,4,0,0,0\n#else\n"
+            "\talloc r31=ar.pfs,6,0,0,0\n#endif /* CONFIG_XEN */\n") in text
+    assert ("#ifdef CONFIG_XEN\n\tadd sp=(memory_stack_end - 16 - .reloc_entry),r2\n"
+            "\tadd r8=(register_stack - .reloc_entry),r2\n#else\n"
+            "\tadd sp=KEXEC_MEMORY_STACK_SIZE - 16,in4\n\tmov r8=in5\n"
+            "#endif /* CONFIG_XEN */\n") in text
+    # the stacks, after the code, only under the switch; the guard measures the code alone
+    code_end = text.index(".Lkexec_code_end:\n#ifdef CONFIG_XEN\n")
+    assert code_end < text.index("memory_stack:\n") < text.index(
+        "register_stack_end:\n#endif /* CONFIG_XEN */\nrelocate_new_kernel_end:\n")
+    assert "\t.if (.Lkexec_code_end - relocate_new_kernel) \\\n" in text
+    assert " * Under CONFIG_XEN the hypervisor calls the page with the arguments\n" in text
+    # and its output is code-first for the next run: the stacks it keeps are conditional
+    again = rw.rewrite_control_page(source.parse_module(text), hypervisor_switches=("CONFIG_XEN",))
+    assert again.already_code_first and source.unparse(again.module) == text
 
 
 def check_error(text: str, line: int, *words: str) -> RelgenError:
