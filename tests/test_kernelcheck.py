@@ -11,6 +11,7 @@ module is marked `kbuild`: `-m "not kbuild"` leaves it out.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -253,6 +254,15 @@ def test_relgens_own_output_passes_the_kernel_checks(full_tree: KernelTree,
     assert not any("not run" in line for check in checks for line in check.evidence)
     assert main(["verify", str(out), "--kernel-tree", str(full_tree.root),
                  "--require-kernel-checks"]) == 0
+    # the commit message says what ran, in numbers (issue 19.5)
+    message = " ".join((out / "relocate_kernel.patch").read_text().split("\n---\n")[0].split())
+    clause = re.search(r"- sparse and gcc's syntax check \(through a check-only ia64 compiler\) "
+                       r"on the (\d+) units that include <asm/kexec\.h> and relocate_kernel\.S "
+                       r"report nothing the unpatched tree does not, and the 4 Coccinelle checks "
+                       r"of where the stacks come from, who frees them and their order report "
+                       r"nothing\.", message)
+    assert clause is not None, message
+    assert int(clause.group(1)) >= 20
 
 
 def test_verify_does_not_run_them_on_another_input(full_tree: KernelTree,

@@ -83,11 +83,13 @@ def _stack_sizes(result: RewriteResult, before: layout.ControlPageMap) -> tuple[
 
 
 def header_facts(result: RewriteResult, tree: KernelTree, source_path: str,
-                 sizes: Sequence[int]) -> HeaderFacts:
-    """What the header states for this rewrite in this tree, the stacks of `sizes`. Each
-    image gets its stacks in struct kimage_arch where the tree offers it and that costs no
-    more control memory at any page size; else they follow the code in its control pages."""
-    apart = tree.era.kimage_arch and stacks_apart_cost_no_more(min(PAGE_SIZES), sum(sizes))
+                 sizes: Sequence[int], every: Sequence[Sequence[int]] = ()) -> HeaderFacts:
+    """What the header states for this rewrite in this tree, the stacks of `sizes` (those of
+    every configuration are `every`). Each image gets its stacks in struct kimage_arch where
+    the tree offers it and that costs no more control memory at any page size in any
+    configuration; else they follow the code in its control pages."""
+    apart = tree.era.kimage_arch and all(
+        stacks_apart_cost_no_more(min(PAGE_SIZES), sum(each)) for each in (sizes, *every))
     return HeaderFacts(
         entry=result.region.entry, source_path=source_path,
         data_areas=tuple(DataAreaFacts(area.name, size, result.argument_registers[area.name])
@@ -147,7 +149,8 @@ def regenerate(source: SourceFile, tree: KernelTree, workdir: Path, *,
         originals.append((each, before))
     native = [(each, _stack_sizes(result, before)) for each, before in originals
               if not each.switched_on(result.kept)]
-    facts = header_facts(result, tree, kernel_path(source), native[0][1])
+    facts = header_facts(result, tree, kernel_path(source), native[0][1],
+                         [sizes for _, sizes in native])
     header = render_header(facts, header_variants(
         native, configurations.complete and not result.kept))
     new_path = workdir / "new" / SOURCE_NAME

@@ -172,7 +172,7 @@ def record(tree: KernelTree, source: Path, work: Path, progress: Progress = QUIE
     era = tree.era
     found = defconfig(tree)
     if found is None:
-        raise ToolError(f"the tree at {tree.root} has none of {', '.join(DEFCONFIGS)} to "
+        raise ToolError(f"the tree has none of {', '.join(DEFCONFIGS)} to "
                         "configure it with")
     progress.phase("kernel checks: the pristine tree: the units and their flags")
     config = read_config(found.read_text(encoding="utf-8", errors="replace"))

@@ -72,9 +72,12 @@ def inputs_from(out_dir: Path, source: SourceFile, new: SourceFile, tree: Kernel
             f"{source.shown} has sha256 {source.sha256[:16]}...; {how}", str(out_dir))
     facts = None
     if not expected.already_code_first:
-        sizes = [int(m.group(1)) if (m := re.search(
-            rf"^#define\s+{re.escape(size_macro(area.name))}\s+(\d+)\s*$", header, re.M))
-            else area.size or 16 for area in expected.data_areas]
-        facts = header_facts(expected, tree, kernel_path(source), sizes)
+        # the header gives the sizes of each configuration in a group of its own, the one
+        # of every switch off last (#else)
+        found = [[int(n) for n in re.findall(
+            rf"^#define\s+{re.escape(size_macro(area.name))}\s+(\d+)\s*$", header, re.M)]
+            or [area.size or 16] for area in expected.data_areas]
+        groups = [tuple(sizes) for sizes in zip(*found, strict=False)]
+        facts = header_facts(expected, tree, kernel_path(source), groups[-1], groups)
     return Inputs(source, new, header, patch if patch.is_file() else None, tree, entry,
                   tuple(include_dirs), expected, configuration, facts)

@@ -53,7 +53,7 @@ def configured_in_place(tree: KernelTree) -> str | None:
     built = [name for name in IN_TREE_BUILD if (tree.root / name).exists()]
     if not built:
         return None
-    return (f"the tree at {tree.root} was configured in place ({', '.join(built)}); Kbuild "
+    return (f"the tree was configured in place ({', '.join(built)}); Kbuild "
             "builds out of tree only from a clean tree (`make mrproper`)")
 
 

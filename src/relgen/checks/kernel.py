@@ -66,7 +66,9 @@ class KernelCheckRun:
     route: str | None  # "Kbuild of Linux 6.1", "direct, with the flags Kbuild of ..."
     units: tuple[str, ...]  # the units sparse and gcc checked
     cocci_scripts: int  # the Coccinelle scripts run on the changed C files
-    not_run: str | None = None  # why they did not run; then route is None and units empty
+    # why they did not run, as a commit message may say it (no path of this machine);
+    # then route is None and units empty
+    not_run: str | None = None
 
 
 def not_run(reason: str, *, required: bool = False) -> Check:
@@ -74,8 +76,12 @@ def not_run(reason: str, *, required: bool = False) -> Check:
     return Check.not_run(KERNEL_CHECKS, reason, required=required)
 
 
-def _not_run(reason: str, required: bool) -> KernelCheckRun:
-    return KernelCheckRun((not_run(reason, required=required),), None, (), 0, reason)
+def did_not_run(reason: str, required: bool = False, *, said: str | None = None
+                ) -> KernelCheckRun:
+    """A run of no check: `reason` in the evidence, `said` (default: the same) in a commit
+    message, which must not name a path of this machine."""
+    return KernelCheckRun((not_run(reason, required=required),), None, (), 0, said or reason)
+
 
 
 def cache_root() -> Path:
@@ -228,7 +234,7 @@ def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
     changed = _checked_paths(changed)
     reason = why_not(tree)
     if reason is not None:
-        return _not_run(reason, required)
+        return did_not_run(reason, required)
     route = route_of(tree)
     try:
         root = cache or cache_root()
@@ -237,18 +243,20 @@ def kernel_checks(tree: KernelTree, changed: Mapping[str, bytes], *,
             prepared = prepare(tree, root / key, route, progress)
             return _check(tree, prepared, changed, units, required, progress)
     except ToolError as error:
-        return _not_run(error.message, required)
+        # a tool's message may name the cache's scratch folders: the message says less
+        said = None if "/" not in error.message else "preparing the unpatched tree failed"
+        return did_not_run(error.message, required, said=said)
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        return _not_run(f"the kernel checks' cache cannot be used: "
-                        f"{error.strerror or error}{where}", required)
+        said = f"the kernel checks' cache cannot be used: {error.strerror or error}"
+        return did_not_run(said + where, required, said=said)
 
 
 def _check(tree: KernelTree, prepared: Prepared, changed: dict[str, bytes],
            units: Sequence[str] | None, required: bool, progress: Progress) -> KernelCheckRun:
     recording = prepared.recording if units is None else prepared.recording.narrowed(units)
     if not recording.units:
-        return _not_run(f"none of {', '.join(units or ())} is a unit of the tree that "
+        return did_not_run(f"none of {', '.join(units or ())} is a unit of the tree that "
                         f"includes <{KEXEC_HEADER}>", required)
     # only the units the change can alter run: the others' pristine results stand
     candidates = len(recording.units)

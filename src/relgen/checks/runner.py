@@ -25,6 +25,7 @@ from relgen.checks import kernel, patch
 from relgen.checks.execution.evidence import FULL, ExecutionPlan, execution_evidence
 from relgen.checks.header import check_header_compiles
 from relgen.checks.inputs import Inputs
+from relgen.checks.kexec_units import RELOCATE_KERNEL_UNIT
 from relgen.checks.objects import ObjectChecks, check_objects
 from relgen.checks.report import Check, Report
 from relgen.names import DEFAULT_PAGE_SIZE, MACHINE_KEXEC_PATH, PAGE_SIZES
@@ -107,39 +108,44 @@ def check_execution(inputs: Inputs, objects: ObjectChecks, plan: ExecutionPlan
 
 
 def _kernel_checks(inputs: Inputs, plan: Plan, changed: Mapping[str, bytes] | str,
-                   progress: Progress) -> list[Check]:
+                   progress: Progress) -> kernel.KernelCheckRun:
     """sparse, gcc and Coccinelle on the tree with `changed` (or why they cannot run)."""
     required = plan.require_kernel
     if plan.kernel_skipped is not None:
-        return [kernel.not_run(plan.kernel_skipped, required=required)]
+        return kernel.did_not_run(plan.kernel_skipped, required)
     if isinstance(changed, str):
-        return [kernel.not_run(changed, required=required)]
+        return kernel.did_not_run(changed, required)
     own = inputs.tree.relocate_kernel
     if not own.is_file() or own.read_bytes() != inputs.original.text.encode("utf-8"):
-        return [kernel.not_run(f"the input is not the tree's own "
-                               f"{kernel_path(inputs.original)}", required=required)]
+        return kernel.did_not_run(f"the input is not the tree's own "
+                                  f"{kernel_path(inputs.original)}", required)
     if not {inputs.tree.era.kexec_h, MACHINE_KEXEC_PATH} <= set(changed):
-        return [kernel.not_run("the change has no C side (it changes "
-                               + ", ".join(sorted(changed)) + ")", required=required)]
-    return list(kernel.kernel_checks(inputs.tree, changed, required=required,
-                                     progress=progress).checks)
+        return kernel.did_not_run("the change has no C side (it changes "
+                                  + ", ".join(sorted(changed)) + ")", required)
+    return kernel.kernel_checks(inputs.tree, changed, required=required, progress=progress)
 
 
-def kernel_clause(checks: list[Check]) -> str | None:
+def kernel_clause(run: kernel.KernelCheckRun | None) -> str | None:
     """The kernel checks as the commit message states them: what ran, or why nothing did."""
-    if not checks:
+    if run is None:
         return None
-    if len(checks) == 1 and checks[0].status != "pass":
-        reason = checks[0].evidence[0].strip().removeprefix("not run:").strip()
-        return f"sparse, gcc and Coccinelle did not run: {reason}"
-    units = next((int(line.split()[0]) for check in checks for line in check.evidence
-                  if line.strip().split(" ", 1)[0].isdigit() and " units" in line), None)
-    scripts = sum(check.name.startswith("coccinelle") for check in checks)
-    checked = f"the {units} units that include <asm/kexec.h>" if units else "the changed units"
+    if run.not_run is not None:
+        return f"sparse, gcc and Coccinelle did not run: {run.not_run}"
+    # a unit checked in a hypervisor's configuration too is named `unit[CONFIG_XEN=y]`
+    names = sorted({unit.split("[")[0] for unit in run.units})
+    also = sorted({unit[unit.index("[") + 1:-1] for unit in run.units if "[" in unit})
+    including = [name for name in names if name != RELOCATE_KERNEL_UNIT]
+    checked = (f"the {len(including)} unit{'s' if len(including) != 1 else ''} that "
+               f"include{'s' if len(including) == 1 else ''} <asm/kexec.h>" if including
+               else "the changed units")
+    if RELOCATE_KERNEL_UNIT in names:
+        checked += " and relocate_kernel.S"
+    if also:
+        checked += f" (also with {' and '.join(also)})"
     return (f"sparse and gcc's syntax check (through a check-only ia64 compiler) on {checked}"
             " report nothing the unpatched tree does not, and the "
-            f"{scripts} Coccinelle checks of where the stacks come from, who frees them and "
-            "their order report nothing")
+            f"{run.cocci_scripts} Coccinelle checks of where the stacks come from, who frees "
+            "them and their order report nothing")
 
 
 def run_checks(inputs: Inputs, plan: Plan, work: Path, progress: Progress = QUIET) -> Report:
@@ -182,15 +188,15 @@ def run_checks(inputs: Inputs, plan: Plan, work: Path, progress: Progress = QUIE
                 checks += patch.check_changed_callers(inputs, applied.changed)
         if checkpatch is not None:
             checks.append(checkpatch.result())
-        kernel_checks: list[Check] = []
+        kernel_run = None
         if kernel_job is not None:
             progress.phase("kernel checks")
-            kernel_checks = kernel_job.result()
-            checks += kernel_checks
+            kernel_run = kernel_job.result()
+            checks += kernel_run.checks
     progress.done()
     return Report(tuple(checks), objects.layout_text if objects else "",
                   objects.instructions_compared if objects else None,
-                  kernel_clause(kernel_checks))
+                  kernel_clause(kernel_run))
 
 
 def verify(inputs: Inputs, plan: Plan | None = None, progress: Progress = QUIET) -> Report:
