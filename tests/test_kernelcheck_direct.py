@@ -196,3 +196,20 @@ def test_relgens_change_passes_and_the_tree_is_not_written(era: str, tmp_path: P
     assert main(["verify", str(out), "--kernel-tree", str(tree), "--require-kernel-checks",
                  "-q"]) == 0
     assert _contents(tree) == before
+
+
+def test_a_header_edited_in_the_tree_is_read_again(tmp_path: Path) -> None:
+    """The cache is untrusted: a file a unit reads, changed in the tree since the pristine
+    tree was prepared, prepares it again instead of answering from the results kept."""
+    root = tmp_path / "linux-2.6.32"
+    shutil.copytree(TREES / "linux-2.6.32", root)
+    change = _machine_kexec_c(root, "\t(void)get_order(4096);\n")
+    cache = tmp_path / "cache"
+    assert _named(kernel.kernel_checks(KernelTree(root), change, cache=cache), GCC).passed
+    page_h = root / "arch/ia64/include/asm/page.h"
+    edited = page_h.read_text().replace("extern int get_order(unsigned long size);\n", "")
+    page_h.unlink()  # a new file, as an editor writes one: the cache's copy keeps the old
+    page_h.write_text(edited)
+    gcc = _named(kernel.kernel_checks(KernelTree(root), change, cache=cache), GCC)
+    assert not gcc.passed, gcc.evidence
+    assert any("implicit declaration of function 'get_order'" in line for line in gcc.evidence)

@@ -51,7 +51,7 @@ CACHE_ENVIRONMENT_VARIABLE = "RELGEN_KERNEL_CHECK_CACHE"
 KERNEL_CHECKS = "kernel checks (sparse and gcc, Coccinelle)"
 KBUILD, DIRECT = "Kbuild", "direct"
 # Bump when what the cache holds changes shape, so an old cache is not read as a new one.
-CACHE_VERSION = "4"
+CACHE_VERSION = "5"
 # The code that decides what a pristine tree reports by each route: a change to it prepares
 # the trees of that route again.
 _DECIDING = {KBUILD: ("checkcc.py", "kbuild.py", "replay.py", "kexec_units.py"),
@@ -124,8 +124,8 @@ def why_not(tree: KernelTree) -> str | None:
 def tree_key(tree: KernelTree, route: str) -> str:
     """The prepared tree's key: its place, its route, the state of what Kbuild reads first
     and of the files a change of relgen's touches, and the code that decides what the
-    pristine tree reports. (A tree changed elsewhere by replacing other files needs its
-    folder in the cache removed.)"""
+    pristine tree reports. A file the units read, changed later, is caught when the prepared
+    tree is loaded (`read_state`)."""
     digest = hashlib.sha256(f"{CACHE_VERSION}\0{tree.root.resolve()}\0{route}".encode())
     names = (*kbuild.KBUILD_FILES, *direct.DEFCONFIGS, ".relgen-extracted",
              "arch/ia64/kernel/Makefile", "include/linux/kexec.h", tree.era.kexec_h,
@@ -180,8 +180,12 @@ def prepare(tree: KernelTree, folder: Path, route: str, progress: Progress = QUI
     if stamp.is_file():
         treecopy.restore(tree.root, copy)
         try:
-            return _load(folder, copy, json.loads(stamp.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, ValueError):
+            saved = json.loads(stamp.read_text(encoding="utf-8"))
+            loaded = _load(folder, copy, saved)
+            # a file the units read, edited in the tree since: the pristine results are stale
+            if saved.get("read") == read_state(tree.root, loaded.dependencies):
+                return loaded
+        except (KeyError, TypeError, ValueError, AttributeError):
             pass  # not what this version writes: prepared again below
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -199,10 +203,25 @@ def prepare(tree: KernelTree, folder: Path, route: str, progress: Progress = QUI
     temporary = folder / "prepared.json.tmp"
     temporary.write_text(json.dumps({
         "version": CACHE_VERSION, "route": name, "recording": recording.to_json(),
-        "pristine": [o.to_json() for o in outcomes], "dependencies": dependencies}),
+        "pristine": [o.to_json() for o in outcomes], "dependencies": dependencies,
+        "read": read_state(tree.root, dependencies)}),
         encoding="utf-8")
     temporary.replace(stamp)
     return Prepared(folder, copy, name, recording, tuple(outcomes), dependencies)
+
+
+def read_state(root: Path, dependencies: Mapping[str, Sequence[str]]) -> dict[str, object]:
+    """Size and time of every file of `root` the units read (None where there is none): what
+    says, on the next run, that the pristine results still hold."""
+    state: dict[str, object] = {}
+    for name in sorted({name for names in dependencies.values() for name in names}):
+        try:
+            stat = (root / name).stat()
+        except OSError:
+            state[name] = None
+        else:
+            state[name] = [stat.st_size, stat.st_mtime_ns]
+    return state
 
 
 def _load(folder: Path, copy: Path, saved: dict[str, object]) -> Prepared:
