@@ -543,8 +543,9 @@ def test_git_am_takes_the_mail(name: str, made: Rewrite, tmp_path: Path) -> None
     git("init", "-q")
     git("add", "-A")
     git("commit", "-q", "-m", "pristine")
-    # a 2.6 tree's "[IA64] " prefix is kept by -b, as the README says
-    git("am", "-q", *(["-b"] if name == "2006" else []), str(made.out / "relocate_kernel.patch"))
+    # a 2.6 tree's "[IA64] " prefix is kept by --keep-non-patch, as the README says
+    git("am", "-q", *(["--keep-non-patch"] if name == "2006" else []),
+        str(made.out / "relocate_kernel.patch"))
     era = place(made.tree)
     assert (repo / RELOCATE_KERNEL_PATH).read_bytes() == \
         (made.out / "relocate_kernel.S").read_bytes()
