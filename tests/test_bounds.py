@@ -24,6 +24,8 @@ from relgen.source import expressions as ex
 from relgen.source import reading
 from relgen.toolchain import assemble
 
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "relgen.cli"]
 SHAPE_2006 = FIXTURES / "layout_2006_shape.S"
 

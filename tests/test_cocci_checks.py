@@ -16,6 +16,8 @@ import pytest
 from conftest import FIXTURES, require_tool
 from relgen.checks.cocci import cocci_checks, cocci_scripts
 
+pytestmark = pytest.mark.slow
+
 GOOD = FIXTURES / "cocci" / "good.c"
 GOOD_LOCAL = FIXTURES / "cocci" / "good_local.c"
 GOOD_CONTROL_PAGE = FIXTURES / "cocci" / "good_control_page.c"

@@ -23,6 +23,8 @@ from relgen.source.builder import CPP_DIRECTIVES
 from relgen.source.nodes import Preprocessor
 from test_syntax import assert_nodes_only
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def public_corpus() -> Path:

@@ -22,7 +22,7 @@ from relgen.checks.report import Check
 from relgen.progress import Progress
 from relgen.toolchain.tree import KernelTree
 
-pytestmark = [pytest.mark.toolchain, pytest.mark.coccinelle]
+pytestmark = [pytest.mark.toolchain, pytest.mark.coccinelle, pytest.mark.slow]
 
 TREES = FIXTURES / "trees"
 MACHINE_KEXEC_C = "arch/ia64/kernel/machine_kexec.c"

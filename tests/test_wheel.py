@@ -20,6 +20,7 @@ import pytest
 from conftest import AUTHOR, ROOT, missing
 
 WHEELS = ROOT / ".cache" / "wheels"
+pytestmark = pytest.mark.slow
 
 # Every module of the installed package, imported by name, in a process of the fresh venv.
 IMPORT_EVERY_MODULE = """
