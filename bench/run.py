@@ -422,7 +422,7 @@ def report_profile(tree: KernelTree, top: int = 5) -> None:
                 if _in_package(key, "relgen") and any(_in_package(c, "lark") for c in value[4]))
     print("    by phase (cumulative):")
     for label, seconds in (("lark lexer (contextual, regex scanners)", lexer),
-                           ("relgen nodes (_ToNodes, called by lark)", nodes),
+                           ("relgen nodes (NodeBuilder, called by lark)", nodes),
                            ("lark LALR parser (the rest)", total - lexer - nodes)):
         share = 100 * seconds / total if total else 0.0
         print(f"      {label:<40} {seconds:>7.3f} s {share:>5.1f}%")
