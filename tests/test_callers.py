@@ -24,7 +24,7 @@ AREAS = (DataAreaFacts("memory_stack", 8192, "in4"),
 #: The two C files of 6.1's shape, formatted otherwise on purpose.
 FIXTURE = callers.CallerSources(KEXEC_H_PATH, (FIXTURES / "callers_kexec.h").read_text(),
                                 (FIXTURES / "callers_machine_kexec.c").read_text())
-#: A tree with struct kimage_arch (2.6.29 on): each image gets its stacks.
+#: A tree with struct kimage_arch (late 2.6.x on): each image gets its stacks.
 HOOK = HeaderFacts(entry="relocate_new_kernel", source_path="arch/ia64/kernel/relocate_kernel.S",
                    data_areas=AREAS, kimage_arch=True, control_macro="KEXEC_CONTROL_PAGE_SIZE")
 #: A tree without it (2.6.27, 2.6.28 have the name KEXEC_CONTROL_PAGE_SIZE and no hook).

@@ -373,12 +373,31 @@ def test_natively_the_xen_tree_passes_the_stacks(era_runs: EraRuns, tmp_path: Pa
 def test_the_message_says_what_the_hypervisor_must_pass(era_runs: EraRuns) -> None:
     message = " ".join(era_runs(XEN).message.split())
     assert "Under CONFIG_XEN the hypervisor, not Linux, calls the control page " \
-        "(machine_kexec_setup_load_arg() hands it the page), with the indirection page, the " \
-        "start address and the boot parameters, and no stacks." in message
+        "(machine_kexec_setup_load_arg() hands it the page) with four inputs of its own and " \
+        "no stacks." in message
+    # what was checked, per configuration: under CONFIG_XEN no instruction changes
+    assert "with CONFIG_XEN off they differ in the alloc and the two rewritten instructions, " \
+        "and with CONFIG_XEN on, where the page keeps its stacks, in no instruction;" in message
     assert "For the hypervisor to take the native layout too, it must allocate the two " \
         "stacks (KEXEC_MEMORY_STACK_SIZE and KEXEC_REGISTER_STACK_SIZE bytes) and enter the " \
         "page with their machine addresses as the fifth and sixth inputs of its frame (in4 " \
         "and in5); until it does, the CONFIG_XEN layout stays as it is." in message
+
+
+def test_the_hypervisors_configuration_alone_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Under CONFIG_XEN the page keeps its stacks: with only that configuration nothing the
+    change makes would be assembled, so rewrite and diff say so, and write nothing."""
+    for argv in (["rewrite", "-o", tmp_path / "out"], ["diff"]):
+        status = main([str(a) for a in [*argv, "--kernel-tree", TREES / XEN, "-D", "CONFIG_XEN",
+                                        "--no-kernel-checks"]])
+        captured = capsys.readouterr()
+        assert status == 2 and captured.out == ""
+        assert captured.err == (
+            "arch/ia64/kernel/relocate_kernel.S: error: with CONFIG_XEN on, the hypervisor calls "
+            "the control page and it keeps its stacks, so no configuration checked here "
+            "changes: drop -D CONFIG_XEN to check the change with CONFIG_XEN off and on\n")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------- the 2006 shape

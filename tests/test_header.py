@@ -26,7 +26,7 @@ from relgen.kernel.header import DataAreaFacts, HeaderFacts, render_header
 
 AREAS = (DataAreaFacts("memory_stack", 8192, "in4"),
          DataAreaFacts("register_stack", 8192, "in5"))
-#: Linux 6.1 (and every tree from 2.6.29): each image keeps its stacks in struct kimage_arch.
+#: Linux 6.1 (and every tree with the hook): each image keeps its stacks in struct kimage_arch.
 HOOK_TREE = HeaderFacts(entry="relocate_new_kernel",
                         source_path="arch/ia64/kernel/relocate_kernel.S", data_areas=AREAS,
                         kimage_arch=True, control_macro="KEXEC_CONTROL_PAGE_SIZE")

@@ -149,8 +149,8 @@ def test_the_message_says_what_moves(name: str, made: Rewrite) -> None:
             ["relocate_new_kernel", "ia64_dump_cpu_regs"]
     else:
         assert "kexec_fake_sal_rendez follows the stacks." in message
-        assert "Move kexec_fake_sal_rendez ahead of the stacks, after relocate_new_kernel" \
-            in message
+        assert "Take the stacks out of the page: kexec_fake_sal_rendez then follows " \
+            "relocate_new_kernel directly" in message
         # and it did move: it follows relocate_new_kernel, and no stack is left before it
         assert new.index("END(relocate_new_kernel)") < \
             new.index("GLOBAL_ENTRY(kexec_fake_sal_rendez)")

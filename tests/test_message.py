@@ -66,7 +66,7 @@ SHAPE_2006 = dataclasses.replace(
 XEN = dataclasses.replace(
     SHAPE_2006, header=dataclasses.replace(OLD_HEADER, entry_points=(), kept=("CONFIG_XEN",)),
     moved=(), evidence=dataclasses.replace(
-        SHAPE_2006.evidence, configurations="2 configurations: CONFIG_XEN each on and off"))
+        SHAPE_2006.evidence, configurations="with CONFIG_XEN off and on"))
 FACTS = {"6.1": LINUX_61, "2006": SHAPE_2006, "xen": XEN}
 
 
@@ -183,8 +183,10 @@ def test_on_61_nothing_moves_and_the_message_says_so() -> None:
     assert "relocate_new_kernel already comes first and is the only code in the page, so no " \
         "code moves: take the stacks out of it." in text
     assert "Move " not in text and "follows the stacks" not in text
-    assert "Each image keeps its stacks in struct kimage_arch, under ARCH_HAS_KIMAGE_ARCH" in text
-    assert "KEXEC_CONTROL_PAGE_SIZE becomes KEXEC_CONTROL_CODE_PAGE_SIZE." in text
+    assert "Each image keeps the physical address of its stacks in struct kimage_arch, under " \
+        "ARCH_HAS_KIMAGE_ARCH" in text
+    assert "KEXEC_CONTROL_PAGE_SIZE becomes KEXEC_CONTROL_CODE_PAGE_SIZE. ia64_machine_kexec() " \
+        "passes the stacks' physical addresses" in text
     assert "its alloc grows from 4 to 6 inputs" in text
     assert "as arguments 5 and 6, in the order relocate_new_kernel reads them" in text
 
@@ -193,8 +195,10 @@ def test_in_the_2006_shape_kexec_fake_sal_rendez_moves() -> None:
     text = flat(render_commit_message(SHAPE_2006))
     assert "the code of relocate_new_kernel and kexec_fake_sal_rendez, and its two stacks" in text
     assert "kexec_fake_sal_rendez follows the stacks." in text
-    assert "Move kexec_fake_sal_rendez ahead of the stacks, after relocate_new_kernel, so that " \
-        "all code lies in the first 0x530 bytes of the page" in text
+    assert "Take the stacks out of the page: kexec_fake_sal_rendez then follows " \
+        "relocate_new_kernel directly, so that all code lies in the first 0x530 bytes of the " \
+        "page" in text
+    assert "Nothing in this tree reads it yet: it is for a hypervisor's port" in text
     assert "kexec_fake_sal_rendez_offset, a word relocate_kernel.S now defines as it does " \
         "relocate_new_kernel_size" in text
     # no struct kimage_arch: another home for the stacks, and why
@@ -210,7 +214,14 @@ def test_under_a_hypervisor_the_message_says_what_it_must_pass() -> None:
     assert "it must allocate the two stacks (KEXEC_MEMORY_STACK_SIZE and " \
         "KEXEC_REGISTER_STACK_SIZE bytes) and enter the page with their machine addresses as " \
         "the fifth and sixth inputs of its frame (in4 and in5)" in text
-    assert "in 2 configurations: CONFIG_XEN each on and off" in text
+    assert "(machine_kexec_setup_load_arg() hands it the page) with four inputs of its own " \
+        "and no stacks" in text
+    # what differs, per configuration; the sizes are the native ones
+    assert "at 4, 8, 16 and 64 KiB pages, with CONFIG_XEN off and on, and their disassembly " \
+        "compared instruction for instruction (240 compared): with CONFIG_XEN off they differ " \
+        "in the alloc and the two rewritten instructions, and with CONFIG_XEN on, where the " \
+        "page keeps its stacks, in no instruction;" in text
+    assert "8192 bytes each natively," in text and "bytes now, natively)" in text
 
 
 @pytest.mark.parametrize("name", FACTS)

@@ -179,7 +179,7 @@ def evidence_of(report: Report, regen: Regeneration, plan: Plan) -> Evidence:
     switched = regen.configurations.switches
     execution = plan.execution or QUICK
     return Evidence(page_sizes=plan.page_sizes,
-                    configurations=regen.configurations.describe() if switched else None,
+                    configurations=regen.configurations.in_words() if switched else None,
                     instructions_compared=report.instructions_compared,
                     images=execution.images, pages=execution.pages,
                     kernel=report.kernel_clause or "the kernel checks did not run")

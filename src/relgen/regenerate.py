@@ -141,6 +141,13 @@ def regenerate(source: SourceFile, tree: KernelTree, workdir: Path, *,
         return Regeneration(source, tree, result, new_text, headers[HEADER_INCLUDE], None,
                             configurations, tuple(variants), assembled.standins)
 
+    if all(each.switched_on(result.kept) for each in configurations.each):
+        # nothing of the change is assembled: the hypervisor's layout stays as it is
+        kept = " and ".join(result.kept)
+        raise RelgenError(f"with {kept} on, the hypervisor calls the control page and it "
+                          f"keeps its stacks, so no configuration checked here changes: drop "
+                          f"-D {result.kept[0]} to check the change with {kept} off and on",
+                          source.shown)
     originals = []
     for each in configurations.each:
         before, original, _ = source_map(source, tree, workdir / "original" / each.folder,

@@ -112,7 +112,8 @@ def _kernel_checks(inputs: Inputs, plan: Plan, changed: Mapping[str, bytes] | st
     """sparse, gcc and Coccinelle on the tree with `changed` (or why they cannot run)."""
     required = plan.require_kernel
     if plan.kernel_skipped is not None:
-        return kernel.did_not_run(plan.kernel_skipped, required)
+        return kernel.did_not_run(plan.kernel_skipped, required,
+                                  said=f"not asked for ({plan.kernel_skipped})")
     if isinstance(changed, str):
         return kernel.did_not_run(changed, required)
     own = inputs.tree.relocate_kernel

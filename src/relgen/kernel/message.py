@@ -34,7 +34,7 @@ class Evidence:
     """What the checks before the mail established, as the message states it."""
 
     page_sizes: tuple[int, ...]
-    configurations: str | None  # "2 configurations: CONFIG_XEN each on and off", or None
+    configurations: str | None  # "with CONFIG_XEN off and on", or None
     instructions_compared: int | None
     images: int
     pages: int

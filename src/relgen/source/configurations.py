@@ -98,8 +98,20 @@ class Configurations:
     complete: bool
     switches: tuple[str, ...]  # the switches varied
 
+    def in_words(self) -> str:
+        """The configurations as a commit message says them: "with CONFIG_XEN off and on"."""
+        names = " and ".join(self.switches)
+        if not self.switches:
+            return f"in one configuration ({self.each[0].describe()})"
+        if self.complete and len(self.switches) == 1:
+            return f"with {names} off and on"
+        if self.complete:
+            return f"in all {len(self.each)} configurations of {names}"
+        return (f"in {len(self.each)} of the {2 ** len(self.switches)} configurations of "
+                f"{names} (all off, each alone on, all on)")
+
     def describe(self) -> str:
-        """One line for the map, the verification and the commit message."""
+        """One line for the map and the verification."""
         if not self.switches:
             return f"one configuration ({self.each[0].describe()})"
         names = ", ".join(self.switches)

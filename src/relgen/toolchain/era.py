@@ -7,8 +7,8 @@ headers are (`include/asm-ia64/`, which Kbuild linked to `include/asm`, until 2.
 (`include/linux/autoconf.h` until 2.6.32, `include/generated/autoconf.h` from 2.6.33, through
 `include/linux/kconfig.h` from 3.1), what `asm/kexec.h` calls the control size
 (`KEXEC_CONTROL_CODE_SIZE` until 2.6.26), whether `include/linux/kexec.h` offers `struct
-kimage_arch` (from 2.6.29), and whether a hypervisor calls the control page (the Xen dom0
-tree, under `CONFIG_XEN`).
+kimage_arch` (read from the tree's own file: it arrived between 2.6.28 and 2.6.32), and
+whether a hypervisor calls the control page (the Xen dom0 tree, under `CONFIG_XEN`).
 
 `place(root)` reads the era from the tree itself: the version lines of its top Makefile
 give the era, and the files say the rest (a vendor tree may differ from mainline of its

@@ -99,6 +99,8 @@ def find_kernel_tree(explicit: Path | None = None, *, start: Path | None = None)
 
 
 def _checked_tree(path: Path, origin: str) -> KernelTree:
+    if not path.is_dir():
+        raise RelgenError(f"no such directory{origin}", str(path))
     if not (path / "arch" / "ia64").is_dir():
         raise RelgenError(f"{path}{origin} is not a Linux tree with arch/ia64")
     return KernelTree(path.resolve())
