@@ -44,6 +44,9 @@ from relgen.outputs import (
 )
 
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
+#: What is written where is the point here, not what is computed: each command-line case runs
+#: the command as ever, its pipeline's result computed once per input and arguments.
+pytestmark = pytest.mark.usefixtures("pipeline_once")
 FORCE = pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
 CLI_PROGRAM = "import sys\nfrom relgen.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
