@@ -465,6 +465,7 @@ import sys, time
 from pathlib import Path
 from relgen.outputs import write_outputs
 folder, start = Path(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time() - 0.005))  # asleep, not spinning, until just before
 while time.time() < start:
     pass
 write_outputs(folder, {"relocate_kernel.S": b"s\\n", "kexec_control_page.h": b"h\\n",
