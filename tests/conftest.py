@@ -103,8 +103,8 @@ class SharedRuns:
 
     A module-scoped fixture is made once per worker, so two workers that each get a test of a
     module both make its runs. Here a run is made under a lock in a folder every worker of the
-    session sees (the parent of the workers' own base folders; the base folder itself without
-    xdist), and its record (a JSON document) is written last: a worker that asks for a run
+    session sees (in the parent of the workers' own base folders; in the base folder itself
+    without xdist), and its record (a JSON document) is written last: a worker that asks for a run
     another has made, or is making, waits for the lock and reads it. A run that failed half-way
     left no record and is made again. The outputs are for reading only: a test that changes
     them copies them first (`broken_copy`).
@@ -160,10 +160,14 @@ class Rewritten:
 
 @pytest.fixture(scope="session")
 def shared_runs(tmp_path_factory: pytest.TempPathFactory) -> SharedRuns:
-    """The session's SharedRuns (under xdist, every worker's base folder is in the session's)."""
+    """The session's SharedRuns. Under xdist every worker's base folder is in the session's,
+    which a --basetemp given keeps from one session to the next: the folder is named after
+    the run xdist gives every worker (no worker reads what an earlier session made)."""
     base = tmp_path_factory.getbasetemp()
-    session = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    return SharedRuns(session / "shared-runs")
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if os.environ.get("PYTEST_XDIST_WORKER") and run:
+        return SharedRuns(base.parent / f"shared-runs-{run}")
+    return SharedRuns(base / "shared-runs")
 
 
 @pytest.fixture(scope="module")
