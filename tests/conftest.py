@@ -10,12 +10,17 @@ defect, not a reason to skip.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +42,11 @@ AUTHOR = "Ann Dev <ann@example.org>"
 DATE = "2026-11-25 04:00:00 +0000"
 #: How `git format-patch` writes DATE in the mail's header.
 DATE_IN_MAIL = "Wed, 25 Nov 2026 04:00:00 +0000"
+#: What a rewrite is given where the test is not about the author, the date or the kernel
+#: checks: an author, a date (two runs give the same bytes), and no kernel checks, which
+#: tests/test_kernelcheck.py and test_maintainer_patch.py run. The same arguments in the same
+#: order make the same run of `SharedRuns.rewrite`, shared by every test that asks for it.
+QUICK_OPTIONS = ("--from", AUTHOR, "--date", DATE, "--no-kernel-checks")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,6 +96,109 @@ def kbuild_only_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kernel, "why_not", why_not)
         yield
+
+
+class SharedRuns:
+    """Runs made once per test session, by whichever xdist worker asks first.
+
+    A module-scoped fixture is made once per worker, so two workers that each get a test of a
+    module both make its runs. Here a run is made under a lock in a folder every worker of the
+    session sees (in the parent of the workers' own base folders; in the base folder itself
+    without xdist), and its record (a JSON document) is written last: a worker that asks for a run
+    another has made, or is making, waits for the lock and reads it. A run that failed half-way
+    left no record and is made again. The outputs are for reading only: a test that changes
+    them copies them first (`broken_copy`).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.memo = folder, {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def once(self, key: str, make: Callable[[Path], dict]) -> tuple[Path, dict]:
+        """`make(folder)`'s record, made once for `key` in an empty folder of its own."""
+        if key not in self.memo:
+            name = hashlib.sha256(key.encode()).hexdigest()[:16]
+            folder, record = self.folder / name, self.folder / f"{name}.json"
+            lock = os.open(self.folder / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not record.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    folder.mkdir()
+                    made = json.dumps(make(folder))
+                    (self.folder / f"{name}.json.tmp").write_text(made)
+                    (self.folder / f"{name}.json.tmp").rename(record)
+                self.memo[key] = (folder, json.loads(record.read_text()))
+            finally:
+                os.close(lock)
+        return self.memo[key]
+
+    def rewrite(self, *argv: str | Path, again: bool = False) -> Rewritten:
+        """`relgen rewrite ARGV -o OUT` in this process, made once for these arguments; with
+        `again`, a second run of them, made once too, for the tests that compare two runs."""
+        def make(folder: Path) -> dict:
+            stdout, stderr = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                from relgen.cli import main
+                status = main(["rewrite", *map(str, argv), "-o", str(folder / "out")])
+            return {"status": status, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+
+        key = json.dumps(["rewrite again" if again else "rewrite", *map(str, argv)])
+        folder, record = self.once(key, make)
+        return Rewritten(folder / "out", record["status"], record["stdout"], record["stderr"])
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """One `relgen rewrite` of `SharedRuns.rewrite`: its output folder and what it printed."""
+
+    out: Path
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory: pytest.TempPathFactory) -> SharedRuns:
+    """The session's SharedRuns. Under xdist every worker's base folder is in the session's,
+    which a --basetemp given keeps from one session to the next: the folder is named after
+    the run xdist gives every worker (no worker reads what an earlier session made)."""
+    base = tmp_path_factory.getbasetemp()
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if os.environ.get("PYTEST_XDIST_WORKER") and run:
+        return SharedRuns(base.parent / f"shared-runs-{run}")
+    return SharedRuns(base / "shared-runs")
+
+
+@pytest.fixture(scope="module")
+def _pipeline_results() -> dict[tuple[object, ...], object]:
+    return {}
+
+
+@pytest.fixture
+def pipeline_once(_pipeline_results: dict[tuple[object, ...], object],
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`relgen rewrite`, `--diff`, `--check` and `relgen diff` of the test, each as ever but for
+    the pipeline they all call (`pipeline.run_rewrite`: regenerate, check, write the mail in
+    memory): its result for the same input (path, name and text), tree and arguments is
+    computed once per module and handed to every command that asks again.
+
+    For the tests of what the command line does with that result: where it writes, what it
+    keeps, what it says. A run without --date is dated when it is first made, so no test
+    that reads a mail's date of now uses this.
+    """
+    from relgen import pipeline
+
+    real = pipeline.run_rewrite
+
+    def run_rewrite(source, tree, **options):  # noqa: ANN001, ANN202 - the pipeline's own
+        key = (source.path, source.shown, source.text, tree.root,
+               repr(sorted((k, v) for k, v in options.items() if k != "progress")))
+        if key not in _pipeline_results:
+            _pipeline_results[key] = real(source, tree, **options)
+        return _pipeline_results[key]
+
+    monkeypatch.setattr(pipeline, "run_rewrite", run_rewrite)
 
 
 def missing(what: str) -> None:

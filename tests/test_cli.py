@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, QUICK_OPTIONS, ROOT, SharedRuns
 from relgen.cli import build_parser, main
 
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
@@ -124,6 +124,15 @@ def test_rewrite_diff_and_check_refuse_alike(fixture: str, upstream_tree: Path,
     assert not (tmp_path / "out").exists()
 
 
+def rewritten_2006(shared_runs: SharedRuns, tree: Path) -> Path:
+    """`relgen rewrite` of the 2006 fixture: its output folder, made once per session (the
+    author and the date it is given change the mail only, not the .S or the header)."""
+    made = shared_runs.rewrite(FIXTURE_2006, "--kernel-tree", tree, *QUICK_OPTIONS)
+    assert made.status == 0, made.stdout
+    return made.out
+
+
+@pytest.mark.usefixtures("pipeline_once")  # diff, rewrite and rewrite --check: one computation
 def test_diff_equals_what_rewrite_writes(upstream_tree: Path, toolchain: None, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     status, diff, _ = run(capsys, "diff", FIXTURE_2006, "--kernel-tree", upstream_tree,
@@ -149,11 +158,10 @@ def test_diff_equals_what_rewrite_writes(upstream_tree: Path, toolchain: None, t
 
 
 def test_verify_of_a_rewrite_of_its_own_output(upstream_tree: Path, toolchain: None,
-                                               tmp_path: Path,
+                                               tmp_path: Path, shared_runs: SharedRuns,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    first, again = tmp_path / "first", tmp_path / "again"
+    first, again = rewritten_2006(shared_runs, upstream_tree), tmp_path / "again"
     tree = ("--kernel-tree", upstream_tree, QUICK)
-    assert run(capsys, "rewrite", FIXTURE_2006, *tree, "-o", first)[0] == 0
     assert run(capsys, "rewrite", first / "relocate_kernel.S", *tree, "-o", again)[0] == 0
     assert not (again / "relocate_kernel.patch").exists()
     status, out, _ = run(capsys, "verify", again, "--original", first / "relocate_kernel.S",
@@ -163,11 +171,9 @@ def test_verify_of_a_rewrite_of_its_own_output(upstream_tree: Path, toolchain: N
 
 
 def test_verify_names_the_input_the_output_was_made_from(
-        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        upstream_tree: Path, toolchain: None, shared_runs: SharedRuns,
         capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    assert run(capsys, "rewrite", FIXTURE_2006, "--kernel-tree", upstream_tree, "-o", out,
-               QUICK)[0] == 0
+    out = rewritten_2006(shared_runs, upstream_tree)
     status, stdout, err = run(capsys, "verify", out, "--kernel-tree", upstream_tree)
     assert (status, stdout) == (2, "")
     # the mail says below its `---` which input it was made from (the header no longer does)
@@ -189,6 +195,7 @@ def test_broken_pipe_is_quiet() -> None:
     assert (child.wait(), err) == (0, "")
 
 
+@pytest.mark.usefixtures("pipeline_once")  # the three modes: one computation
 def test_a_crlf_input_fails_the_same_check_everywhere_with_its_reason(
         upstream_tree: Path, toolchain: None, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHOR, DATE, FIXTURES, require_tool
+from conftest import AUTHOR, DATE, FIXTURES, SharedRuns, require_tool
 from relgen.cli import main
 from relgen.kernel import callers
 from relgen.names import HEADER_INCLUDE, MACHINE_KEXEC_PATH, RELOCATE_KERNEL_PATH
@@ -92,29 +92,33 @@ class EraRun:
 
 
 class EraRuns:
-    """One rewrite and one verify per tree for the whole module, made when first asked."""
+    """One rewrite and one verify per tree for the whole session, made when first asked."""
 
-    def __init__(self, request: pytest.FixtureRequest, folder: Path) -> None:
-        self.request, self.folder, self.made = request, folder, {}
+    def __init__(self, request: pytest.FixtureRequest, shared: SharedRuns) -> None:
+        self.request, self.shared = request, shared
 
     def __call__(self, name: str) -> EraRun:
-        if name not in self.made:
-            self.request.getfixturevalue("toolchain")
-            tree, out = TREES / name, self.folder / name
+        self.request.getfixturevalue("toolchain")
+        tree = TREES / name
+
+        def make(folder: Path) -> dict:
+            out = folder / "out"
             before = sha256_of_every_file(tree)
             status, stdout = run("rewrite", "--kernel-tree", tree, "-o", out, "--from", AUTHOR,
                                  "--date", DATE)
             verified, report = run("verify", out, "--kernel-tree", tree) if status == 0 \
                 else (None, "")
-            self.made[name] = EraRun(tree, out, status, stdout, verified, report, before,
-                                     sha256_of_every_file(tree))
-        return self.made[name]
+            return {"rewrite": [status, stdout], "verify": [verified, report],
+                    "before": before, "after": sha256_of_every_file(tree)}
+
+        folder, made = self.shared.once(f"era {name}", make)
+        return EraRun(tree, folder / "out", *made["rewrite"], *made["verify"], made["before"],
+                      made["after"])
 
 
 @pytest.fixture(scope="module")
-def era_runs(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> EraRuns:
-    return EraRuns(request, tmp_path_factory.mktemp("eras"))
+def era_runs(request: pytest.FixtureRequest, shared_runs: SharedRuns) -> EraRuns:
+    return EraRuns(request, shared_runs)
 
 
 @pytest.fixture
@@ -194,19 +198,22 @@ def test_rewrite_writes_the_whole_change_at_the_eras_paths(name: str, made: EraR
 
 
 @pytest.fixture(scope="module")
-def patched_trees(era_runs: EraRuns, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Copies of every skeleton tree with its mail applied by `git apply`."""
+def patched_trees(era_runs: EraRuns, shared_runs: SharedRuns) -> Path:
+    """Copies of every skeleton tree with its mail applied by `git apply`, made once."""
     require_tool("git")
-    folder = tmp_path_factory.mktemp("patched")
-    for name in NAMES:
-        made = era_runs(name)
-        assert made.rewrite_status == 0, made.rewrite_stdout
-        copy = folder / name
-        shutil.copytree(made.tree, copy)
-        patch = made.out / "relocate_kernel.patch"
-        subprocess.run(["git", "apply", "--check", str(patch)], cwd=copy, check=True)
-        subprocess.run(["git", "apply", str(patch)], cwd=copy, check=True)
-    return folder
+
+    def make(folder: Path) -> dict:
+        for name in NAMES:
+            made = era_runs(name)
+            assert made.rewrite_status == 0, made.rewrite_stdout
+            copy = folder / name
+            shutil.copytree(made.tree, copy)
+            patch = made.out / "relocate_kernel.patch"
+            subprocess.run(["git", "apply", "--check", str(patch)], cwd=copy, check=True)
+            subprocess.run(["git", "apply", str(patch)], cwd=copy, check=True)
+        return {}
+
+    return shared_runs.once("era patched trees", make)[0]
 
 
 @EACH_TREE
@@ -243,15 +250,20 @@ def test_the_typedef_keeps_its_form_and_gains_two_parameters_like_its_own(
 
 
 @pytest.fixture(scope="module")
-def checked_patched_trees(patched_trees: Path) -> str:
+def checked_patched_trees(patched_trees: Path, shared_runs: SharedRuns) -> str:
     """check-trees.sh (cpp and `ia64-linux-gnu-as -x` on the .S, the host gcc's syntax check
-    on machine_kexec.c, every configuration, every page size) on the patched copies."""
+    on machine_kexec.c, every configuration, every page size) on the patched copies, once."""
     for tool in ("cpp", "gcc", "ia64-linux-gnu-as"):
         require_tool(tool)
-    result = subprocess.run(["bash", str(TREES / "check-trees.sh"), str(patched_trees)],
-                            capture_output=True, text=True)
-    assert result.returncode in (0, 1), result.stderr
-    return result.stdout
+
+    def make(folder: Path) -> dict:
+        result = subprocess.run(["bash", str(TREES / "check-trees.sh"), str(patched_trees)],
+                                capture_output=True, text=True)
+        return {"status": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+
+    checked = shared_runs.once("era patched trees checked", make)[1]
+    assert checked["status"] in (0, 1), checked["stderr"]
+    return checked["stdout"]
 
 
 @EACH_TREE

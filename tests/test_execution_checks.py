@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHOR, FIXTURES, broken_copy
+from conftest import FIXTURES, QUICK_OPTIONS, SharedRuns, broken_copy
 from relgen.checks.execution.evidence import (
     ExecutionPlan,
     execution_evidence,
@@ -84,18 +84,28 @@ def test_cpuinfo_offsets_are_those_of_the_standin(upstream_tree: Path, toolchain
         assert value and int(value.group(1)) == getattr(kexec_image, f"CPUINFO_PTCE_{name}")
 
 
+class Outputs:
+    """`relgen rewrite` of each shape, made once per session when a test first asks for it
+    (the same runs as tests/test_pipeline.py's upstream_out and shape): the output
+    folder and the input, for --original."""
+
+    def __init__(self, tree: Path, shared: SharedRuns) -> None:
+        self.tree, self.shared = tree, shared
+
+    def __getitem__(self, name: str) -> tuple[Path, Path]:
+        source = {"6.1": self.tree / RELOCATE_KERNEL, "2006": FIXTURE_2006,
+                  "2.6.20": FIXTURE_2_6_20}[name]
+        # the tree's own file is the default input; the kernel checks say nothing of
+        # execution: tests/test_kernelcheck.py runs them
+        made = self.shared.rewrite(*([] if name == "6.1" else [source]), "--kernel-tree",
+                                   self.tree, *QUICK_OPTIONS)
+        assert made.status == 0, made.stdout
+        return made.out, source
+
+
 @pytest.fixture(scope="module")
-def outputs(upstream_tree: Path, toolchain: None,
-            tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    made = {}
-    for name, source in (("6.1", upstream_tree / RELOCATE_KERNEL),
-                         ("2006", FIXTURE_2006), ("2.6.20", FIXTURE_2_6_20)):
-        out = tmp_path_factory.mktemp(name.replace(".", "_")) / "out"
-        # the kernel checks say nothing of execution: tests/test_kernelcheck.py runs them
-        assert main(["rewrite", str(source), "--kernel-tree", str(upstream_tree),
-                     "-o", str(out), "--from", AUTHOR, "--no-kernel-checks"]) == 0
-        made[name] = (out, source)
-    return made
+def outputs(upstream_tree: Path, toolchain: None, shared_runs: SharedRuns) -> Outputs:
+    return Outputs(upstream_tree, shared_runs)
 
 
 def evidence_for(out: Path, source: Path, tree: Path, work: Path, plan: ExecutionPlan):
@@ -110,7 +120,7 @@ def evidence_for(out: Path, source: Path, tree: Path, work: Path, plan: Executio
 
 @pytest.mark.parametrize("shape", ["6.1", "2006", "2.6.20"])
 def test_both_shapes_run_to_the_final_branch_with_identical_copies(
-        shape: str, outputs: dict[str, tuple[Path, Path]], upstream_tree: Path,
+        shape: str, outputs: Outputs, upstream_tree: Path,
         tmp_path: Path) -> None:
     out, source = outputs[shape]
     twin, registers, evidence = evidence_for(out, source, upstream_tree, tmp_path,
@@ -141,7 +151,7 @@ def test_both_shapes_run_to_the_final_branch_with_identical_copies(
     assert new.machine.events == original.machine.events
 
 
-def test_an_entry_ec_of_2_breaks_the_original_copy(outputs: dict[str, tuple[Path, Path]],
+def test_an_entry_ec_of_2_breaks_the_original_copy(outputs: Outputs,
                                                    upstream_tree: Path, tmp_path: Path) -> None:
     out, source = outputs["6.1"]
     _, _, evidence = evidence_for(out, source, upstream_tree, tmp_path,
@@ -172,7 +182,7 @@ def test_an_entry_ec_of_2_breaks_the_original_copy(outputs: dict[str, tuple[Path
      "execution: both versions run to the branch out of the page"),
 ])
 def test_broken_outputs_fail_the_execution_check_by_name(
-        shape: str, old: str, new: str, failing: str, outputs: dict[str, tuple[Path, Path]],
+        shape: str, old: str, new: str, failing: str, outputs: Outputs,
         upstream_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, source = outputs[shape]
     copy = broken_copy(out, tmp_path, "relocate_kernel.S", old, new)

@@ -190,6 +190,7 @@ def test_an_unwritable_home_is_one_line_and_verify_runs_the_rest(tmp_path: Path)
     assert sum(line.startswith("PASS  ") for line in lines) > 10
 
 
+@pytest.mark.slow  # the four Coccinelle checks, run by spatch in a child of its own
 def test_spatch_runs_without_a_home(tmp_path: Path) -> None:
     require_tool("spatch")
     program = ("import sys\nfrom pathlib import Path\n"

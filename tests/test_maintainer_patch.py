@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTHOR, DATE, DATE_IN_MAIL, FIXTURES, require_tool
+from conftest import AUTHOR, DATE, DATE_IN_MAIL, FIXTURES, SharedRuns, require_tool
 from relgen import __version__
 from relgen.cli import main
 from relgen.errors import RelgenError
@@ -83,26 +83,32 @@ def rewrite(tree: Path, out: Path, *options: str) -> Rewrite:
 
 
 class Rewrites:
-    """One rewrite per input for the whole module, made when a test first asks for it."""
+    """One rewrite per input for the whole session, made when a test first asks for it."""
 
-    def __init__(self, request: pytest.FixtureRequest, folder: Path) -> None:
-        self.request, self.folder, self.made = request, folder, {}
+    def __init__(self, request: pytest.FixtureRequest, shared: SharedRuns) -> None:
+        self.request, self.shared = request, shared
 
     def tree(self, name: str) -> Path:
         self.request.getfixturevalue("toolchain")
         return self.request.getfixturevalue("upstream_tree") if name == "6.1" else TREE_2006
 
+    def once(self, tree: Path, *options: str, again: bool = False) -> Rewrite:
+        """`rewrite(tree, OUT, *options)`, made once per session (the same run as
+        tests/test_pipeline.py's upstream_out where the arguments are the same); with
+        `again`, a second run of them."""
+        made = self.shared.rewrite("--kernel-tree", tree, "--from", AUTHOR, *options,
+                                   again=again)
+        return Rewrite(tree, made.out, made.status, made.stdout)
+
     def __call__(self, name: str) -> Rewrite:
-        if name not in self.made:
-            self.made[name] = rewrite(self.tree(name), self.folder / name, "--date", DATE)
-            assert self.made[name].status == 0, self.made[name].stdout
-        return self.made[name]
+        made = self.once(self.tree(name), "--date", DATE)
+        assert made.status == 0, made.stdout
+        return made
 
 
 @pytest.fixture(scope="module")
-def rewrites(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> Rewrites:
-    return Rewrites(request, tmp_path_factory.mktemp("maintainer"))
+def rewrites(request: pytest.FixtureRequest, shared_runs: SharedRuns) -> Rewrites:
+    return Rewrites(request, shared_runs)
 
 
 @pytest.fixture
@@ -470,8 +476,8 @@ def test_the_same_input_and_pin_give_the_same_bytes(name: str, rewrites: Rewrite
     """Pinned by --date twice, then by $SOURCE_DATE_EPOCH to the same moment: one mail. (No
     kernel checks: they change the message's words, not its date.)"""
     tree = rewrites.tree(name)
-    first = rewrite(tree, tmp_path / "first", "--date", DATE, "--no-kernel-checks")
-    again = rewrite(tree, tmp_path / "again", "--date", DATE, "--no-kernel-checks")
+    first = rewrites.once(tree, "--date", DATE, "--no-kernel-checks")
+    again = rewrites.once(tree, "--date", DATE, "--no-kernel-checks", again=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOURCE_DATE_EPOCH", str(DATE_EPOCH))
         epoch = rewrite(tree, tmp_path / "epoch", "--no-kernel-checks")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import AUTHOR, DATE, FIXTURES, broken_copy
+from conftest import FIXTURES, QUICK_OPTIONS, SharedRuns, broken_copy
 from relgen.cli import main
 from relgen.errors import RelgenError
 from relgen.names import HEADER_INCLUDE, PAGE_SIZES
@@ -23,7 +26,7 @@ from relgen.toolchain.tree import KernelTree
 FIXTURE_2006 = FIXTURES / "layout_2006_shape.S"
 #: What every rewrite here is given: an author, a date (two runs give the same bytes), and
 #: no kernel checks, which tests/test_kernelcheck.py and test_maintainer_patch.py run.
-OPTIONS = ("--from", AUTHOR, "--date", DATE, "--no-kernel-checks")
+OPTIONS = QUICK_OPTIONS
 
 
 def nm(path: Path) -> dict[str, int]:
@@ -34,20 +37,11 @@ def nm(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def upstream_out(upstream_tree: Path, toolchain: None,
-                 tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("upstream") / "out"
-    assert main(["rewrite", "--kernel-tree", str(upstream_tree), "-o", str(out), *OPTIONS]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def fixture_out(upstream_tree: Path, toolchain: None,
-                tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("shape2006") / "out"
-    assert main(["rewrite", str(FIXTURE_2006), "--kernel-tree", str(upstream_tree),
-                 "-o", str(out), *OPTIONS]) == 0
-    return out
+def upstream_out(upstream_tree: Path, toolchain: None, shared_runs: SharedRuns) -> Path:
+    """`relgen rewrite --kernel-tree TREE -o OUT` with OPTIONS, made once per session."""
+    made = shared_runs.rewrite("--kernel-tree", upstream_tree, *OPTIONS)
+    assert made.status == 0, made.stdout
+    return made.out
 
 
 def assemble_new(out: Path, tree: Path, work: Path, page_size: int = 16384) -> Path:
@@ -198,6 +192,7 @@ def test_rewrite_of_its_own_output_changes_nothing(upstream_out: Path, upstream_
     assert not (again / "relocate_kernel.patch").exists()
 
 
+@pytest.mark.usefixtures("pipeline_once")  # diff and diff --check: one computation
 def test_diff_check(upstream_out: Path, upstream_tree: Path,
                     capsys: pytest.CaptureFixture[str]) -> None:
     quick = "--no-kernel-checks"
@@ -210,18 +205,20 @@ def test_diff_check(upstream_out: Path, upstream_tree: Path,
     assert "+\tmov r8=in5\n" in out
 
 
-def test_same_input_same_bytes(upstream_out: Path, upstream_tree: Path, tmp_path: Path) -> None:
-    second = tmp_path / "second"
-    assert main(["rewrite", "--kernel-tree", str(upstream_tree), "-o", str(second),
-                 *OPTIONS]) == 0
+def test_same_input_same_bytes(upstream_out: Path, upstream_tree: Path,
+                               shared_runs: SharedRuns) -> None:
+    second = shared_runs.rewrite("--kernel-tree", upstream_tree, *OPTIONS, again=True)
+    assert second.status == 0, second.stdout
+    assert second.out != upstream_out
     for path in upstream_out.iterdir():
-        data = (second / path.name).read_bytes()
+        data = (second.out / path.name).read_bytes()
         assert data == path.read_bytes(), path.name
-        assert str(upstream_tree).encode() not in data and str(tmp_path).encode() not in data
+        assert str(upstream_tree).encode() not in data and str(second.out).encode() not in data
 
 
-def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_2006_shape(shape: Callable[[str], tuple[Path, str]], upstream_tree: Path,
+                    tmp_path: Path) -> None:
+    fixture_out, out = shape(FIXTURE_2006.name)
     text = (fixture_out / "relocate_kernel.S").read_text()
     order = [text.index(f"GLOBAL_ENTRY({n})") for n in
              ("relocate_new_kernel", "kexec_fake_sal_rendez", "kexec_fake_sal_spin")]
@@ -237,9 +234,7 @@ def test_2006_shape(fixture_out: Path, upstream_tree: Path, tmp_path: Path,
         assert f"extern const unsigned long {name}_offset;\n" in header
         assert f"\t.global {name}_offset\n{name}_offset:\n\tdata8\t{name} - " \
             "relocate_new_kernel\n" in text
-    assert main(["verify", str(fixture_out), "--original", str(FIXTURE_2006),
-                 "--kernel-tree", str(upstream_tree), "--no-kernel-checks"]) == 0
-    out = capsys.readouterr().out
+    # verify --original FIXTURE_2006 --no-kernel-checks passed (`shape`); it says
     assert "the input is not the tree's own arch/ia64/kernel/relocate_kernel.S" in out
     assert "PASS  the entry point offsets the .S defines are where the map says\n" \
         "  ok   kexec_fake_sal_rendez_offset" in out
@@ -404,33 +399,57 @@ SHAPES = ("shape_xen_conditional.S", "shape_code_between_stacks.S",
           "shape_second_procedure.S")
 
 
-def rewrite_and_verify(source: Path, out: Path, tree: Path,
-                       capsys: pytest.CaptureFixture[str], *options: str) -> str:
-    """`relgen rewrite` then `relgen verify` with the same options; both must pass."""
-    assert main(["rewrite", str(source), "--kernel-tree", str(tree), "-o", str(out),
-                 *OPTIONS, *options]) == 0
-    capsys.readouterr()
-    assert main(["verify", str(out), "--original", str(source), "--kernel-tree", str(tree),
-                 "--no-kernel-checks", *options]) == 0
-    return capsys.readouterr().out
+def rewrite_and_verify(source: Path, out: Path, tree: Path, *options: str) -> str:
+    """`relgen rewrite` then `relgen verify` with the same options; both must pass. Returns
+    what verify printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["rewrite", str(source), "--kernel-tree", str(tree), "-o", str(out),
+                     *OPTIONS, *options]) == 0, printed.getvalue()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["verify", str(out), "--original", str(source), "--kernel-tree", str(tree),
+                     "--no-kernel-checks", *options]) == 0, printed.getvalue()
+    return printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shape(upstream_tree: Path, toolchain: None,
+          shared_runs: SharedRuns) -> Callable[[str], tuple[Path, str]]:
+    """rewrite_and_verify of a fixture (a shape or the 2006 fixture), without options: its
+    output folder and verify's report, made once per session (the rewrite is
+    `SharedRuns.rewrite`'s, which test_cli.py and test_execution_checks.py share)."""
+    def made(name: str) -> tuple[Path, str]:
+        source = FIXTURES / name
+        rewritten = shared_runs.rewrite(source, "--kernel-tree", upstream_tree, *OPTIONS)
+        assert rewritten.status == 0, rewritten.stdout
+        argv = ["verify", str(rewritten.out), "--original", str(source),
+                "--kernel-tree", str(upstream_tree), "--no-kernel-checks"]
+
+        def verify(folder: Path) -> dict:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                status = main(argv)
+            return {"status": status, "report": printed.getvalue()}
+
+        verified = shared_runs.once(json.dumps(argv), verify)[1]
+        assert verified["status"] == 0, verified["report"]
+        return rewritten.out, verified["report"]
+    return made
 
 
 @pytest.mark.parametrize("name", SHAPES)
-def test_every_shape_rewrites_and_verifies(name: str, upstream_tree: Path, toolchain: None,
-                                           tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    source, out = FIXTURES / name, tmp_path / "out"
-    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+def test_every_shape_rewrites_and_verifies(name: str,
+                                           shape: Callable[[str], tuple[Path, str]]) -> None:
+    out, report = shape(name)
     assert "0 failed" in report and "FAIL" not in report
     text = (out / "relocate_kernel.S").read_text()
     assert ".fill" not in text and "KEXEC_KEXEC_" not in (out / "kexec_control_page.h").read_text()
 
 
-def test_conditional_shape_in_both_configurations(upstream_tree: Path, toolchain: None,
-                                                  tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
-    report = rewrite_and_verify(source, out, upstream_tree, capsys)
+def test_conditional_shape_in_both_configurations(shape: Callable[[str], tuple[Path, str]],
+                                                  tmp_path: Path) -> None:
+    out, report = shape("shape_xen_conditional.S")
     for each in ("CONFIG_XEN off", "CONFIG_XEN on"):
         assert f"PASS  the header's stack sizes are the object's [{each}]" in report
         assert f"PASS  disassembly matches but for the alloc, the rewrites and padding [{each}]" \
@@ -457,10 +476,9 @@ def test_conditional_shape_in_both_configurations(upstream_tree: Path, toolchain
 
 
 def test_a_switch_given_with_d_is_not_varied(upstream_tree: Path, toolchain: None,
-                                              tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              tmp_path: Path) -> None:
     source, out = FIXTURES / "shape_xen_conditional.S", tmp_path / "out"
-    report = rewrite_and_verify(source, out, upstream_tree, capsys, "-D", "CONFIG_XEN")
+    report = rewrite_and_verify(source, out, upstream_tree, "-D", "CONFIG_XEN")
     assert "one configuration (-DCONFIG_XEN)" in report
     header = (out / "kexec_control_page.h").read_text()
     assert "#if defined(CONFIG_XEN)" not in header
@@ -475,10 +493,10 @@ def test_diff_keeps_the_code_label_between_the_stacks(capsys: pytest.CaptureFixt
 
 
 def test_verify_fails_when_a_branch_no_longer_reaches_its_code(
-        upstream_tree: Path, toolchain: None, tmp_path: Path,
+        upstream_tree: Path, shape: Callable[[str], tuple[Path, str]], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    source, out = FIXTURES / "shape_code_after_stacks.S", tmp_path / "out"
-    rewrite_and_verify(source, out, upstream_tree, capsys)
+    source = FIXTURES / "shape_code_after_stacks.S"
+    out, _ = shape(source.name)
     broken = broken_copy(out, tmp_path, "relocate_kernel.S", "b0=.helper3\n",
                          "b0=.reloc_entry\n")
     assert main(["verify", str(broken), "--original", str(source),
@@ -488,14 +506,13 @@ def test_verify_fails_when_a_branch_no_longer_reaches_its_code(
 
 
 def test_two_switches_and_an_elif_share_conditions_by_numbers(
-        upstream_tree: Path, toolchain: None, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        upstream_tree: Path, toolchain: None, tmp_path: Path) -> None:
     source = tmp_path / "two_switches.S"
     source.write_text((FIXTURES / "shape_xen_conditional.S").read_text().replace(
         "memory_stack:\n#ifdef CONFIG_XEN\n\t.fill 4096, 1, 0\n#else\n\t.fill 8192, 1, 0\n",
         "memory_stack:\n#if defined(CONFIG_XEN)\n\t.fill 4096, 1, 0\n"
         "#elif defined(CONFIG_BIG) /* big */\n\t.fill 8192, 1, 0\n#else\n\t.fill 2048, 1, 0\n"))
-    report = rewrite_and_verify(source, tmp_path / "out", upstream_tree, capsys)
+    report = rewrite_and_verify(source, tmp_path / "out", upstream_tree)
     assert "4 configurations: CONFIG_XEN, CONFIG_BIG each on and off" in report
     header = (tmp_path / "out" / "kexec_control_page.h").read_text()
     sizes = re.findall(r"^#(if|elif|else) ?(.*)\n(?:.*\n)*?#define KEXEC_MEMORY_STACK_SIZE\s+(\d+)",
