@@ -96,7 +96,7 @@ def _write(args: argparse.Namespace, folder: Path, files: dict[str, bytes],
 
 def _cmd_layout(args: argparse.Namespace) -> int:
     from relgen.outputs import check_output_file
-    from relgen.pipeline import scratch_folder
+    from relgen.scratch import scratch_folder
     from relgen.toolchain import layout
     from relgen.toolchain import pictures as layout_svg
     from relgen.toolchain.measure import source_map

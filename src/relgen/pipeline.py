@@ -10,7 +10,6 @@ patch's own checks on it, and returns every output in memory; the command line w
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from relgen.names import (
 )
 from relgen.progress import QUIET, Progress
 from relgen.regenerate import Regeneration, regenerate
+from relgen.scratch import scratch_folder
 from relgen.source.configurations import AS_GIVEN, Configuration
 from relgen.source.files import SourceFile, kernel_path
 from relgen.toolchain import layout
@@ -150,10 +150,6 @@ def primary_outputs(regen: Regeneration) -> dict[str, bytes]:
     """The regenerated source and its header: what verification needs."""
     return {SOURCE_NAME: regen.new_text.encode("utf-8"),
             HEADER_NAME: regen.header_text.encode("utf-8")}
-
-
-def scratch_folder() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="relgen-")
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ add a `.cocci` file there to add a check; its first comment line names it.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from relgen import tools
 from relgen.checks.report import Check
+from relgen.scratch import scratch_folder
 
 #: The report scripts, found by glob.
 COCCI_CHECKS = Path(__file__).with_name("cocci")
@@ -39,7 +39,7 @@ def cocci_checks(files: Mapping[str, Path], root: Path) -> list[Check]:
     any line it prints is a failure (spatch exits 0 when it reports)."""
     c_files = [path for name, path in sorted(files.items()) if name.endswith(".c")]
     checks = []
-    with tempfile.TemporaryDirectory(prefix="relgen-spatch-") as home:
+    with scratch_folder("relgen-spatch-") as home:
         # spatch looks for its own files under $HOME (and stops without one): one of its own
         environment = tools.environment_with(HOME=home)
         for script in cocci_scripts():

@@ -13,7 +13,6 @@ finishes first.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from relgen.checks.objects import ObjectChecks, check_objects
 from relgen.checks.report import Check, Report
 from relgen.names import DEFAULT_PAGE_SIZE, MACHINE_KEXEC_PATH, PAGE_SIZES
 from relgen.progress import QUIET, Progress
+from relgen.scratch import scratch_folder
 from relgen.source.files import kernel_path
 from relgen.toolchain.tree import KernelTree
 
@@ -203,5 +203,5 @@ def run_checks(inputs: Inputs, plan: Plan, work: Path, progress: Progress = QUIE
 def verify(inputs: Inputs, plan: Plan | None = None, progress: Progress = QUIET) -> Report:
     """`relgen verify`: every check, at the page sizes the tree can be assembled at."""
     plan = plan or Plan(page_sizes=page_sizes_for(inputs.tree))
-    with tempfile.TemporaryDirectory(prefix="relgen-verify-") as scratch:
+    with scratch_folder("relgen-verify-") as scratch:
         return run_checks(inputs, plan, Path(scratch), progress)

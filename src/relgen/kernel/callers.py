@@ -18,7 +18,6 @@ uses it to name a rule that did not apply, `relgen verify` to check the patch's 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from relgen.names import (
     PAGES_SIZE_MACRO,
     STACKS_SIZE_MACRO,
 )
+from relgen.scratch import scratch_folder
 from relgen.toolchain.era import Era
 
 TYPEDEF = "relocate_new_kernel_t"
@@ -115,7 +115,7 @@ def change_callers(sources: CallerSources, facts: HeaderFacts) -> CallerSources:
     """Both files after the semantic patches, each rule checked to have applied."""
     spatch = tools.find("spatch")
     existing = read_typedef_arguments(sources.machine_kexec_c)
-    with tempfile.TemporaryDirectory(prefix="relgen-spatch-") as scratch:
+    with scratch_folder("relgen-spatch-") as scratch:
         work = Path(scratch)
         # spatch looks for its own files under $HOME; give it one of its own
         environment = tools.environment_with(HOME=str(work))

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from relgen import tools
 from relgen.errors import RelgenError
+from relgen.scratch import scratch_folder
 
 #: Author and sign-off when nothing better is known: an identity nobody can mistake for a
 #: person, to be replaced by the one of whoever sends the patch.
@@ -183,7 +183,7 @@ def format_patch(changes: Sequence[FileChange], *, subject: str, body: str, auth
         raise RelgenError("a patch needs at least one changed file")
     for change in changes:
         _check_path(change.path)
-    with tempfile.TemporaryDirectory(prefix="relgen-git-") as scratch:
+    with scratch_folder("relgen-git-") as scratch:
         work = Path(scratch)
         repo = work / "repo"
         repo.mkdir()
@@ -225,7 +225,7 @@ def diff_files(changes: Sequence[FileChange]) -> bytes:
         _check_path(change.path)
     if all(change.old == change.new for change in changes):
         return b""
-    with tempfile.TemporaryDirectory(prefix="relgen-git-") as scratch:
+    with scratch_folder("relgen-git-") as scratch:
         work = Path(scratch)
         git = _Git(work, PLACEHOLDER_IDENTITY)
         (work / "a").mkdir()
