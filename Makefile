@@ -3,7 +3,7 @@ PY := .venv/bin/python
 RELGEN := .venv/bin/relgen
 TREE := .cache/linux-source-6.1
 
-.PHONY: setup demo test lint fuzz bench clean
+.PHONY: setup demo test test-quick lint fuzz bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,11 @@ demo: setup
 test: setup
 	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest -q -n auto
+
+# the suite without Kbuild and without the tests that install, read the public corpus or run
+# a checker each: under a minute on two cores
+test-quick: setup
+	$(PY) -m pytest -q -n auto -m "not kbuild and not slow"
 
 lint: setup
 	$(PY) -m ruff check src tests bench
