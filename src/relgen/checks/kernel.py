@@ -83,7 +83,6 @@ def did_not_run(reason: str, required: bool = False, *, said: str | None = None
     return KernelCheckRun((not_run(reason, required=required),), None, (), 0, said or reason)
 
 
-
 def cache_root() -> Path:
     """$RELGEN_KERNEL_CHECK_CACHE, else $XDG_CACHE_HOME/relgen/kernel-checks (~/.cache)."""
     return caches.cache_folder("kernel-checks", variable=CACHE_ENVIRONMENT_VARIABLE)
@@ -276,7 +275,7 @@ def _check(tree: KernelTree, prepared: Prepared, changed: dict[str, bytes],
     recording = prepared.recording if units is None else prepared.recording.narrowed(units)
     if not recording.units:
         return did_not_run(f"none of {', '.join(units or ())} is a unit of the tree that "
-                        f"includes <{KEXEC_HEADER}>", required)
+                           f"includes <{KEXEC_HEADER}>", required)
     # only the units the change can alter run: the others' pristine results stand
     candidates = len(recording.units)
     recording = recording.narrowed(touched_units(
